@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Creates .venv/ in the checkout (if missing) and installs everything mask2former needs, then the
+# package itself in editable mode (which compiles the deformable-attention op; with CUDA when nvcc exists).
+# Idempotent: a second run only re-installs the package when its sources changed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="${PYTHON:-python3}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+# shellcheck disable=SC1091
+source "$VENV/bin/activate"
+
+stamp="$VENV/.deps-installed"
+if [ ! -f "$stamp" ] || [ "$ROOT/requirements.txt" -nt "$stamp" ]; then
+  echo "[setup] installing dependencies into $VENV"
+  python -m pip install -q --upgrade pip wheel "setuptools>=64,<81" ninja
+  python -m pip install -q torch==2.14.1 torchvision==0.29.1
+  python -m pip install -q -r "$ROOT/requirements.txt"
+  if ! python -c "import detectron2" 2>/dev/null; then
+    # detectron2 is not on PyPI under its own name; see README "Installing detectron2" for the GPU/source route.
+    tmp="$(mktemp -d)"
+    python -m pip download -q --no-deps --only-binary=:all: --python-version 3.10 \
+      sal-detectron2==0.7.2 -d "$tmp"
+    mv "$tmp"/sal_detectron2-0.7.2-*.whl "$tmp/sal_detectron2-0.7.2-py3-none-any.whl"
+    python -m pip install -q --no-deps "$tmp/sal_detectron2-0.7.2-py3-none-any.whl"
+    rm -rf "$tmp"
+  fi
+  touch "$stamp"
+fi
+
+# Build the package (and its compiled op). CUDA is compiled whenever nvcc is found, so CI checks the kernel.
+if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export CUDA_HOME=/usr/local/cuda
+fi
+if [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/nvcc" ]; then
+  export FORCE_CUDA="${FORCE_CUDA:-1}"
+  export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-8.0;9.0}"
+fi
+src_hash="$(cd "$ROOT" && cat setup.py $(find mask2former -path '*/csrc/*' -type f | sort) | sha256sum | cut -c1-16)"
+build_stamp="$VENV/.m2f-build-$src_hash-${FORCE_CUDA:-0}"
+if [ ! -f "$build_stamp" ]; then
+  echo "[setup] building mask2former (FORCE_CUDA=${FORCE_CUDA:-0}); the CUDA kernel takes a few minutes"
+  MAX_JOBS="${MAX_JOBS:-2}" python -m pip install -q --no-build-isolation --no-deps -e "$ROOT"
+  rm -f "$VENV"/.m2f-build-*
+  touch "$build_stamp"
+fi
