@@ -79,7 +79,8 @@ def add_mask_former_config(cfg: CN) -> None:
     mf.MASK_WEIGHT = 20.0
     # Number of attention heads in the decoder.
     mf.NHEADS = 8
-    # Ignored: the masked-attention decoder layers use no dropout; kept for YAML compatibility.
+    # Dropout in the pixel decoder's deformable encoder layers (as in the official code; the
+    # masked-attention decoder itself has no dropout). The official recipes set 0.0.
     mf.DROPOUT = 0.1
     # Hidden size of the decoder feed-forward networks.
     mf.DIM_FEEDFORWARD = 2048
@@ -132,7 +133,8 @@ def add_pixel_decoder_config(cfg: CN) -> None:
     cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES = ["res3", "res4", "res5"]
     # Deformable attention: sampling points per head and level.
     cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS = 4
-    # Deformable attention: number of heads.
+    # Kept for YAML compatibility: like the official code, the deformable encoder uses
+    # MODEL.MASK_FORMER.NHEADS heads (checkpoints depend on it); a different value here is warned about.
     cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS = 8
 
 
@@ -210,7 +212,8 @@ def validate_maskformer2_config(cfg: CN) -> None:
     Raises:
         ValueError: naming the key and value, for values the model cannot run with.
     Logs a warning (once per key and process) for ignored keys set to a value the model does not
-    honour (``MODEL.MASK_FORMER.DROPOUT``, ``MODEL.MASK_FORMER.ENC_LAYERS``).
+    honour (``MODEL.MASK_FORMER.ENC_LAYERS``,
+    ``MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS``).
     """
     mf = cfg.MODEL.MASK_FORMER
     _check(mf.DEC_LAYERS >= 1, "MODEL.MASK_FORMER.DEC_LAYERS", mf.DEC_LAYERS, "must be >= 1")
@@ -261,12 +264,13 @@ def validate_maskformer2_config(cfg: CN) -> None:
             mf.TRANSFORMER_IN_FEATURE,
             f"{MASKED_ATTENTION_DECODER} needs 'multi_scale_pixel_decoder'",
         )
-        if mf.DROPOUT != 0.0:
-            _warn_once(
-                "MODEL.MASK_FORMER.DROPOUT",
-                f"MODEL.MASK_FORMER.DROPOUT={mf.DROPOUT} is ignored: "
-                f"{MASKED_ATTENTION_DECODER} uses no dropout.",
-            )
+    enc_heads = cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS
+    if enc_heads != mf.NHEADS:
+        _warn_once(
+            "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS",
+            f"MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS={enc_heads} is ignored: the "
+            f"deformable encoder uses MODEL.MASK_FORMER.NHEADS={mf.NHEADS} heads, as officially.",
+        )
     if mf.ENC_LAYERS != 0:
         _warn_once(
             "MODEL.MASK_FORMER.ENC_LAYERS",
