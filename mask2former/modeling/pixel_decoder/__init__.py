@@ -1,0 +1,11 @@
+from .fpn import BasePixelDecoder, TransformerEncoderPixelDecoder
+from .msdeformattn import MSDeformAttnPixelDecoder
+from .registry import PIXEL_DECODER_REGISTRY, build_pixel_decoder
+
+__all__ = [
+    "PIXEL_DECODER_REGISTRY",
+    "BasePixelDecoder",
+    "MSDeformAttnPixelDecoder",
+    "TransformerEncoderPixelDecoder",
+    "build_pixel_decoder",
+]

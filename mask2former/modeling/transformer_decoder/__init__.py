@@ -1,0 +1,10 @@
+from .masked_attention_decoder import MultiScaleMaskedTransformerDecoder
+from .position_encoding import PositionEmbeddingSine
+from .registry import TRANSFORMER_DECODER_REGISTRY, build_transformer_decoder
+
+__all__ = [
+    "TRANSFORMER_DECODER_REGISTRY",
+    "MultiScaleMaskedTransformerDecoder",
+    "PositionEmbeddingSine",
+    "build_transformer_decoder",
+]

@@ -1,0 +1,394 @@
+# Multi-scale deformable-attention pixel decoder of Mask2Former (Cheng et al., CVPR 2022,
+# github.com/facebookresearch/Mask2Former): a Deformable DETR encoder (Zhu et al., ICLR 2021,
+# github.com/fundamentalvision/Deformable-DETR) over the coarse backbone levels, followed by an FPN
+# (Lin et al., CVPR 2017) top-down path to stride 4. Module names follow the official code so
+# official checkpoints load unchanged.
+import copy
+import math
+from typing import Callable, Dict, List, Optional, Tuple, Union
+
+import fvcore.nn.weight_init as weight_init
+import torch
+from detectron2.config import CfgNode, configurable
+from detectron2.layers import Conv2d, ShapeSpec, get_norm
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..transformer_decoder.position_encoding import PositionEmbeddingSine
+from .ops import MSDeformAttn
+from .registry import PIXEL_DECODER_REGISTRY
+
+# The official decoder always feeds 3 scales to the transformer decoder.
+NUM_MULTI_SCALE_FEATURES = 3
+# The official code hard-codes the encoder FFN width and ignores MODEL.MASK_FORMER.DIM_FEEDFORWARD.
+ENCODER_DIM_FEEDFORWARD = 1024
+
+
+class MSDeformAttnTransformerEncoderLayer(nn.Module):
+    """Post-norm encoder layer: deformable self-attention over all levels, then an FFN."""
+
+    def __init__(
+        self,
+        d_model: int = 256,
+        d_ffn: int = 1024,
+        dropout: float = 0.1,
+        n_levels: int = 4,
+        n_heads: int = 8,
+        n_points: int = 4,
+    ):
+        super().__init__()
+        self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
+        self.dropout1 = nn.Dropout(dropout)
+        self.norm1 = nn.LayerNorm(d_model)
+
+        self.linear1 = nn.Linear(d_model, d_ffn)
+        self.dropout2 = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(d_ffn, d_model)
+        self.dropout3 = nn.Dropout(dropout)
+        self.norm2 = nn.LayerNorm(d_model)
+
+    def forward(
+        self,
+        src: Tensor,
+        pos: Tensor,
+        reference_points: Tensor,
+        spatial_shapes: Tensor,
+        level_start_index: Tensor,
+        padding_mask: Optional[Tensor] = None,
+    ) -> Tensor:
+        """
+        Args:
+            src, pos: [B, S, C] with S = sum_l H_l*W_l.
+            reference_points: [B, S, L, 2] normalised (x, y).
+            spatial_shapes: [L, 2] int64; level_start_index: [L] int64.
+            padding_mask: optional [B, S] bool, True at padding.
+        Returns:
+            [B, S, C]
+        """
+        src2 = self.self_attn(
+            src + pos, reference_points, src, spatial_shapes, level_start_index, padding_mask
+        )
+        src = self.norm1(src + self.dropout1(src2))
+        src2 = self.linear2(self.dropout2(F.relu(self.linear1(src))))
+        return self.norm2(src + self.dropout3(src2))
+
+
+class MSDeformAttnTransformerEncoder(nn.Module):
+    """A stack of :class:`MSDeformAttnTransformerEncoderLayer` (``layers.N`` as in the official)."""
+
+    def __init__(self, encoder_layer: nn.Module, num_layers: int):
+        super().__init__()
+        self.layers = nn.ModuleList(copy.deepcopy(encoder_layer) for _ in range(num_layers))
+        self.num_layers = num_layers
+
+    @staticmethod
+    def get_reference_points(spatial_shapes: Tensor, valid_ratios: Tensor) -> Tensor:
+        """Pixel centres of every level, normalised by the valid (unpadded) extent.
+
+        Args:
+            spatial_shapes: [L, 2] int64 (H_l, W_l).
+            valid_ratios: [B, L, 2] valid fraction (w, h) of each level.
+        Returns:
+            [B, S, L, 2] (x, y) reference points, S = sum_l H_l*W_l.
+        """
+        device = valid_ratios.device
+        reference_points_list = []
+        for lvl, (h, w) in enumerate(spatial_shapes.tolist()):
+            ref_y, ref_x = torch.meshgrid(
+                torch.linspace(0.5, h - 0.5, h, dtype=torch.float32, device=device),
+                torch.linspace(0.5, w - 0.5, w, dtype=torch.float32, device=device),
+                indexing="ij",
+            )  # [H, W] each
+            ref_y = ref_y.reshape(-1)[None] / (valid_ratios[:, None, lvl, 1] * h)  # [B, H*W]
+            ref_x = ref_x.reshape(-1)[None] / (valid_ratios[:, None, lvl, 0] * w)  # [B, H*W]
+            reference_points_list.append(torch.stack((ref_x, ref_y), -1))  # [B, H*W, 2]
+        reference_points = torch.cat(reference_points_list, 1)  # [B, S, 2]
+        return reference_points[:, :, None] * valid_ratios[:, None]  # [B, S, L, 2]
+
+    def forward(
+        self,
+        src: Tensor,
+        spatial_shapes: Tensor,
+        level_start_index: Tensor,
+        valid_ratios: Tensor,
+        pos: Tensor,
+        padding_mask: Optional[Tensor] = None,
+    ) -> Tensor:
+        """Shapes as in :class:`MSDeformAttnTransformerEncoderLayer`; returns [B, S, C]."""
+        reference_points = self.get_reference_points(spatial_shapes, valid_ratios)
+        output = src
+        for layer in self.layers:
+            output = layer(
+                output, pos, reference_points, spatial_shapes, level_start_index, padding_mask
+            )
+        return output
+
+
+class MSDeformAttnTransformerEncoderOnly(nn.Module):
+    """Deformable DETR encoder over several feature levels, with a learned per-level embedding."""
+
+    def __init__(
+        self,
+        d_model: int = 256,
+        nhead: int = 8,
+        num_encoder_layers: int = 6,
+        dim_feedforward: int = 1024,
+        dropout: float = 0.1,
+        num_feature_levels: int = 4,
+        enc_n_points: int = 4,
+    ):
+        super().__init__()
+        self.d_model = d_model
+        self.nhead = nhead
+        encoder_layer = MSDeformAttnTransformerEncoderLayer(
+            d_model, dim_feedforward, dropout, num_feature_levels, nhead, enc_n_points
+        )
+        self.encoder = MSDeformAttnTransformerEncoder(encoder_layer, num_encoder_layers)
+        self.level_embed = nn.Parameter(torch.empty(num_feature_levels, d_model))
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+        for m in self.modules():
+            if isinstance(m, MSDeformAttn):
+                m._reset_parameters()
+        nn.init.normal_(self.level_embed)
+
+    @staticmethod
+    def get_valid_ratio(mask: Tensor) -> Tensor:
+        """[B, H, W] bool padding mask -> [B, 2] valid fraction (w, h)."""
+        _, h, w = mask.shape
+        valid_h = torch.sum(~mask[:, :, 0], 1)  # [B]
+        valid_w = torch.sum(~mask[:, 0, :], 1)  # [B]
+        return torch.stack([valid_w.float() / w, valid_h.float() / h], -1)  # [B, 2]
+
+    def forward(
+        self, srcs: List[Tensor], pos_embeds: List[Tensor], masks: Optional[List[Tensor]] = None
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        """
+        Args:
+            srcs, pos_embeds: per level [B, C, H_l, W_l].
+            masks: optional per level [B, H_l, W_l] bool, True at padding. The official
+                Mask2Former passes none (the padded area counts as valid); that is the default.
+        Returns:
+            memory [B, S, C], spatial_shapes [L, 2] int64, level_start_index [L] int64.
+        """
+        if masks is None:
+            masks = [
+                torch.zeros((x.size(0), x.size(2), x.size(3)), device=x.device, dtype=torch.bool)
+                for x in srcs
+            ]
+        src_flatten, mask_flatten, lvl_pos_embed_flatten, shapes = [], [], [], []
+        for lvl, (src, mask, pos_embed) in enumerate(zip(srcs, masks, pos_embeds)):
+            shapes.append(src.shape[-2:])
+            src_flatten.append(src.flatten(2).transpose(1, 2))  # [B, H*W, C]
+            mask_flatten.append(mask.flatten(1))  # [B, H*W]
+            pos_embed = pos_embed.flatten(2).transpose(1, 2)  # [B, H*W, C]
+            lvl_pos_embed_flatten.append(
+                pos_embed + self.level_embed[lvl].view(1, 1, -1)
+            )  # [B, H*W, C]
+        src_flatten = torch.cat(src_flatten, 1)  # [B, S, C]
+        mask_flatten = torch.cat(mask_flatten, 1)  # [B, S]
+        lvl_pos_embed_flatten = torch.cat(lvl_pos_embed_flatten, 1)  # [B, S, C]
+        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=src_flatten.device)
+        level_start_index = torch.cat(
+            (spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1])
+        )  # [L]
+        valid_ratios = torch.stack([self.get_valid_ratio(m) for m in masks], 1)  # [B, L, 2]
+
+        memory = self.encoder(
+            src_flatten,
+            spatial_shapes,
+            level_start_index,
+            valid_ratios,
+            lvl_pos_embed_flatten,
+            mask_flatten,
+        )
+        return memory, spatial_shapes, level_start_index
+
+
+@PIXEL_DECODER_REGISTRY.register()
+class MSDeformAttnPixelDecoder(nn.Module):
+    """Deformable-attention encoder on the coarse levels plus an FPN path to ``common_stride``.
+
+    ``forward_features`` returns ``(mask_features, transformer_encoder_features,
+    multi_scale_features)``:
+
+    * ``mask_features``: [B, mask_dim, H/4, W/4] per-pixel embeddings;
+    * ``transformer_encoder_features``: [B, conv_dim, H/32, W/32], the coarsest encoder output;
+    * ``multi_scale_features``: 3 tensors [B, conv_dim, H_l, W_l], coarse first (1/32, 1/16, 1/8).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        input_shape: Dict[str, ShapeSpec],
+        *,
+        transformer_dropout: float,
+        transformer_nheads: int,
+        transformer_dim_feedforward: int,
+        transformer_enc_layers: int,
+        transformer_n_points: int = 4,
+        conv_dim: int,
+        mask_dim: int,
+        norm: Optional[Union[str, Callable]] = None,
+        transformer_in_features: List[str],
+        common_stride: int,
+    ):
+        """
+        Args:
+            input_shape: channels and stride of every input feature used by the decoder.
+            transformer_dropout: dropout in the deformable encoder.
+            transformer_nheads: attention heads in the deformable encoder.
+            transformer_dim_feedforward: FFN width of the encoder (1024 in the official model).
+            transformer_enc_layers: number of deformable encoder layers.
+            transformer_n_points: sampling points per head and level.
+            conv_dim: channels of the encoder and of the FPN convs.
+            mask_dim: channels of ``mask_features``.
+            norm: norm of the FPN convs (a ``get_norm`` name such as "GN", or a callable).
+            transformer_in_features: input features the encoder attends over (e.g. res3..res5).
+            common_stride: stride of ``mask_features``; FPN levels are added down to it.
+        """
+        super().__init__()
+        missing = [f for f in transformer_in_features if f not in input_shape]
+        if missing:
+            raise ValueError(
+                f"transformer_in_features {missing} are not among the input features "
+                f"{sorted(input_shape)}"
+            )
+        # All inputs and the encoder inputs, fine to coarse (res2 -> res5).
+        shapes = sorted(input_shape.items(), key=lambda kv: kv[1].stride)
+        self.in_features = [k for k, _ in shapes]
+        self.feature_strides = [v.stride for _, v in shapes]
+        self.feature_channels = [v.channels for _, v in shapes]
+        enc_shapes = [(k, v) for k, v in shapes if k in transformer_in_features]
+        self.transformer_in_features = [k for k, _ in enc_shapes]
+        self.transformer_feature_strides = [v.stride for _, v in enc_shapes]
+        transformer_in_channels = [v.channels for _, v in enc_shapes]
+        self.transformer_num_feature_levels = len(self.transformer_in_features)
+
+        # Input projections, coarse to fine (res5 -> res3).
+        self.input_proj = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, conv_dim, kernel_size=1), nn.GroupNorm(32, conv_dim))
+            for c in transformer_in_channels[::-1]
+        )
+        for proj in self.input_proj:
+            nn.init.xavier_uniform_(proj[0].weight, gain=1)
+            nn.init.constant_(proj[0].bias, 0)
+
+        self.transformer = MSDeformAttnTransformerEncoderOnly(
+            d_model=conv_dim,
+            nhead=transformer_nheads,
+            num_encoder_layers=transformer_enc_layers,
+            dim_feedforward=transformer_dim_feedforward,
+            dropout=transformer_dropout,
+            num_feature_levels=self.transformer_num_feature_levels,
+            enc_n_points=transformer_n_points,
+        )
+        self.pe_layer = PositionEmbeddingSine(conv_dim // 2, normalize=True)
+
+        self.mask_dim = mask_dim
+        self.mask_features = Conv2d(conv_dim, mask_dim, kernel_size=1, stride=1, padding=0)
+        weight_init.c2_xavier_fill(self.mask_features)
+
+        self.maskformer_num_feature_levels = NUM_MULTI_SCALE_FEATURES
+        self.common_stride = common_stride
+
+        # FPN levels for the inputs finer than the encoder's finest level (res2 for stride 4).
+        stride = min(self.transformer_feature_strides)
+        self.num_fpn_levels = int(math.log2(stride) - math.log2(self.common_stride))
+        use_bias = norm == ""
+        lateral_convs, output_convs = [], []
+        for idx, in_channels in enumerate(self.feature_channels[: self.num_fpn_levels]):
+            lateral_conv = Conv2d(
+                in_channels, conv_dim, kernel_size=1, bias=use_bias, norm=get_norm(norm, conv_dim)
+            )
+            output_conv = Conv2d(
+                conv_dim,
+                conv_dim,
+                kernel_size=3,
+                stride=1,
+                padding=1,
+                bias=use_bias,
+                norm=get_norm(norm, conv_dim),
+                activation=F.relu,
+            )
+            weight_init.c2_xavier_fill(lateral_conv)
+            weight_init.c2_xavier_fill(output_conv)
+            self.add_module(f"adapter_{idx + 1}", lateral_conv)
+            self.add_module(f"layer_{idx + 1}", output_conv)
+            lateral_convs.append(lateral_conv)
+            output_convs.append(output_conv)
+        # Top-down order (low to high resolution). Plain lists: the modules are registered above.
+        self.lateral_convs = lateral_convs[::-1]
+        self.output_convs = output_convs[::-1]
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> Dict:
+        head = cfg.MODEL.SEM_SEG_HEAD
+        return {
+            "input_shape": {k: v for k, v in input_shape.items() if k in head.IN_FEATURES},
+            "conv_dim": head.CONVS_DIM,
+            "mask_dim": head.MASK_DIM,
+            "norm": head.NORM,
+            # As official: the encoder takes its dropout and heads from MODEL.MASK_FORMER, and
+            # SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS is not read.
+            "transformer_dropout": cfg.MODEL.MASK_FORMER.DROPOUT,
+            "transformer_nheads": cfg.MODEL.MASK_FORMER.NHEADS,
+            "transformer_dim_feedforward": ENCODER_DIM_FEEDFORWARD,
+            "transformer_enc_layers": head.TRANSFORMER_ENC_LAYERS,
+            "transformer_n_points": head.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS,
+            "transformer_in_features": head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES,
+            "common_stride": head.COMMON_STRIDE,
+        }
+
+    def forward_features(
+        self, features: Dict[str, Tensor], padding_mask: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor, List[Tensor]]:
+        """
+        Args:
+            features: backbone features by name, e.g. ``res2``..``res5`` [B, C_l, H_l, W_l].
+            padding_mask: optional [B, H, W] bool (True at padding, any resolution), resized to
+                each encoder level. The official model passes none: padding counts as valid.
+        Returns:
+            mask_features [B, mask_dim, H/4, W/4], the coarsest encoder output
+            [B, conv_dim, H/32, W/32] and 3 multi-scale features, coarse first.
+        """
+        device_type = next(iter(features.values())).device.type
+        # Deformable attention runs in fp32 (the official decorator: autocast(enabled=False)).
+        with torch.autocast(device_type=device_type, enabled=False):
+            return self._forward_features(features, padding_mask)
+
+    def _forward_features(
+        self, features: Dict[str, Tensor], padding_mask: Optional[Tensor]
+    ) -> Tuple[Tensor, Tensor, List[Tensor]]:
+        srcs, pos, masks = [], [], None if padding_mask is None else []
+        for idx, f in enumerate(self.transformer_in_features[::-1]):  # coarse to fine
+            x = features[f].float()
+            mask = None
+            if masks is not None:
+                mask = F.interpolate(padding_mask[:, None].float(), size=x.shape[-2:])[:, 0] > 0.5
+                masks.append(mask)  # [B, H_l, W_l]
+            srcs.append(self.input_proj[idx](x))
+            pos.append(self.pe_layer(x, mask))
+
+        y, spatial_shapes, _ = self.transformer(srcs, pos, masks)  # [B, S, C]
+        bs = y.shape[0]
+        sizes = [h * w for h, w in spatial_shapes.tolist()]
+        out = [
+            z.transpose(1, 2).view(bs, -1, h, w)  # [B, S_l, C] -> [B, C, H_l, W_l]
+            for z, (h, w) in zip(torch.split(y, sizes, dim=1), spatial_shapes.tolist())
+        ]
+
+        # Extra FPN levels, top-down (low to high resolution).
+        for idx, f in enumerate(self.in_features[: self.num_fpn_levels][::-1]):
+            cur_fpn = self.lateral_convs[idx](features[f].float())
+            y = cur_fpn + F.interpolate(
+                out[-1], size=cur_fpn.shape[-2:], mode="bilinear", align_corners=False
+            )
+            out.append(self.output_convs[idx](y))
+
+        multi_scale_features = out[: self.maskformer_num_feature_levels]
+        return self.mask_features(out[-1]), out[0], multi_scale_features
