@@ -1,0 +1,17 @@
+"""The model, in the order of the paper's figure: backbone -> pixel decoder -> transformer decoder ->
+(matcher, criterion) -> post-processing. Importing this package registers every component."""
+
+from . import backbone, heads, meta_arch, pixel_decoder, transformer_decoder  # noqa: F401
+from .backbone import D2SwinTransformer
+from .heads import MaskFormerHead
+from .meta_arch import MaskFormer
+from .pixel_decoder import build_pixel_decoder
+from .transformer_decoder import build_transformer_decoder
+
+__all__ = [
+    "D2SwinTransformer",
+    "MaskFormer",
+    "MaskFormerHead",
+    "build_pixel_decoder",
+    "build_transformer_decoder",
+]

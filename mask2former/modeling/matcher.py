@@ -1,0 +1,111 @@
+"""Hungarian matching between predicted masks and ground-truth masks.
+
+After DETR (Carion et al., ECCV 2020, facebookresearch/detr ``models/matcher.py``), with the mask
+costs of Mask2Former (Cheng et al., CVPR 2022) computed on randomly sampled points.
+"""
+
+from typing import Dict, List, Tuple
+
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor, nn
+
+from .losses import batch_dice_loss, batch_sigmoid_ce_loss
+from .point_sampling import point_sample
+
+__all__ = ["HungarianMatcher"]
+
+
+class HungarianMatcher(nn.Module):
+    """One-to-one assignment of queries to ground-truth masks, minimising a weighted cost.
+
+    cost = cost_class * (-p[gt class]) + cost_mask * BCE + cost_dice * dice, where BCE and dice are
+    computed on ``num_points`` points drawn uniformly once per image and shared by all predictions
+    and targets of that image. Unmatched queries are treated as "no object" by the criterion.
+    """
+
+    def __init__(
+        self,
+        cost_class: float = 1.0,
+        cost_mask: float = 1.0,
+        cost_dice: float = 1.0,
+        num_points: int = 0,
+    ) -> None:
+        """
+        Args:
+            cost_class: weight of the classification cost.
+            cost_mask: weight of the sigmoid BCE mask cost.
+            cost_dice: weight of the dice mask cost.
+            num_points: number of points sampled per image for the mask costs.
+        """
+        super().__init__()
+        if cost_class == 0 and cost_mask == 0 and cost_dice == 0:
+            raise ValueError("HungarianMatcher: all costs are 0")
+        if num_points <= 0:
+            raise ValueError(f"HungarianMatcher: num_points must be > 0, got {num_points}")
+        self.cost_class = cost_class
+        self.cost_mask = cost_mask
+        self.cost_dice = cost_dice
+        self.num_points = num_points
+
+    @torch.no_grad()
+    def forward(
+        self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]
+    ) -> List[Tuple[Tensor, Tensor]]:
+        """
+        Args:
+            outputs: ``pred_logits`` [B, Q, K+1] class logits (last = no object) and
+                ``pred_masks`` [B, Q, h, w] mask logits; other keys are ignored.
+            targets: B dicts with ``labels`` [M] int64 and ``masks`` [M, H, W] covering the same
+                (padded) image area as ``pred_masks``.
+
+        Returns:
+            B pairs (query_indices [m], target_indices [m]) of int64 tensors, m = min(Q, M);
+            empty when an image has no targets.
+        """
+        pred_logits = outputs["pred_logits"]
+        pred_masks = outputs["pred_masks"]
+        indices = []
+        for b, target in enumerate(targets):
+            # One set of points per image, shared by all predictions and targets.
+            point_coords = torch.rand(1, self.num_points, 2, device=pred_masks.device)  # [1, P, 2]
+            tgt_ids = target["labels"]
+            if tgt_ids.numel() == 0:
+                empty = torch.empty(0, dtype=torch.int64)
+                indices.append((empty, empty.clone()))
+                continue
+            # Costs in float32, even under mixed precision.
+            with torch.autocast(device_type=pred_masks.device.type, enabled=False):
+                out_prob = pred_logits[b].float().softmax(-1)  # [Q, K+1]
+                cost_class = -out_prob[:, tgt_ids]  # [Q, M]
+
+                out_mask = pred_masks[b].float()[:, None]  # [Q, 1, h, w]
+                tgt_mask = target["masks"].to(out_mask)[:, None]  # [M, 1, H, W]
+                out_points = point_sample(
+                    out_mask, point_coords.expand(out_mask.shape[0], -1, -1)
+                ).squeeze(1)  # [Q, P]
+                tgt_points = point_sample(
+                    tgt_mask, point_coords.expand(tgt_mask.shape[0], -1, -1)
+                ).squeeze(1)  # [M, P]
+                cost_mask = batch_sigmoid_ce_loss(out_points, tgt_points)  # [Q, M]
+                cost_dice = batch_dice_loss(out_points, tgt_points)  # [Q, M]
+
+            cost = (
+                self.cost_mask * cost_mask
+                + self.cost_class * cost_class
+                + self.cost_dice * cost_dice
+            )  # [Q, M]
+            query_idx, target_idx = linear_sum_assignment(cost.cpu())
+            indices.append(
+                (
+                    torch.as_tensor(query_idx, dtype=torch.int64),
+                    torch.as_tensor(target_idx, dtype=torch.int64),
+                )
+            )
+        return indices
+
+    def extra_repr(self) -> str:
+        return (
+            f"cost_class={self.cost_class}, cost_mask={self.cost_mask}, "
+            f"cost_dice={self.cost_dice}, num_points={self.num_points}"
+        )

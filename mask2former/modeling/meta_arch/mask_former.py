@@ -1,0 +1,293 @@
+"""MaskFormer meta-architecture: backbone -> segmentation head -> criterion / post-processing.
+
+Mask classification for semantic, instance and panoptic segmentation (MaskFormer, Cheng et al.,
+NeurIPS 2021; Mask2Former, Cheng et al., CVPR 2022). Registered in detectron2's
+``META_ARCH_REGISTRY`` under the official name "MaskFormer".
+"""
+
+from typing import Any, Dict, List, Sequence, Tuple
+
+import torch
+from detectron2.config import CfgNode, configurable
+from detectron2.data import MetadataCatalog
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone, build_sem_seg_head
+from detectron2.modeling.postprocessing import sem_seg_postprocess
+from detectron2.structures import BitMasks, ImageList, Instances
+from detectron2.utils.memory import retry_if_cuda_oom
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ...config import validate_maskformer2_config
+from ..criterion import SetCriterion
+from ..matcher import HungarianMatcher
+from ..postprocessing import instance_inference, panoptic_inference, semantic_inference
+
+__all__ = ["MaskFormer"]
+
+
+@META_ARCH_REGISTRY.register()
+class MaskFormer(nn.Module):
+    """Mask-classification segmentation model.
+
+    Training: ``forward`` returns the weighted losses of ``criterion``. Inference: one dict per
+    image with ``sem_seg``, ``panoptic_seg`` and/or ``instances`` as ``*_on`` select.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        sem_seg_head: nn.Module,
+        criterion: SetCriterion,
+        num_queries: int,
+        object_mask_threshold: float,
+        overlap_threshold: float,
+        metadata: Any,
+        size_divisibility: int,
+        sem_seg_postprocess_before_inference: bool,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        semantic_on: bool,
+        panoptic_on: bool,
+        instance_on: bool,
+        test_topk_per_image: int,
+    ) -> None:
+        """
+        Args:
+            backbone: a detectron2 backbone.
+            sem_seg_head: maps backbone features to ``pred_logits`` [B, Q, K+1], ``pred_masks``
+                [B, Q, H/4, W/4] and ``aux_outputs``.
+            criterion: the training loss; its ``weight_dict`` weights (and selects) the losses.
+            num_queries: Q.
+            object_mask_threshold: panoptic: minimum class score of a kept query.
+            overlap_threshold: panoptic: minimum visible / own area ratio of a segment.
+            metadata: dataset metadata; ``thing_dataset_id_to_contiguous_id`` gives the thing
+                classes (needed when ``panoptic_on``).
+            size_divisibility: pad images to a multiple of this; < 0 uses the backbone's.
+            sem_seg_postprocess_before_inference: resize mask logits to the output size before
+                inference (True), or resize the semantic result after it (False, semantic only).
+            pixel_mean, pixel_std: per-channel normalisation of the input image.
+            semantic_on, panoptic_on, instance_on: which results inference returns.
+            test_topk_per_image: instance candidates kept per image.
+        """
+        super().__init__()
+        if not semantic_on and not sem_seg_postprocess_before_inference:
+            raise ValueError(
+                "sem_seg_postprocess_before_inference=False is only supported for semantic "
+                "inference alone; set it to True when semantic_on is False"
+            )
+        self.backbone = backbone
+        self.sem_seg_head = sem_seg_head
+        self.criterion = criterion
+        self.num_queries = num_queries
+        self.object_mask_threshold = object_mask_threshold
+        self.overlap_threshold = overlap_threshold
+        self.metadata = metadata
+        if size_divisibility < 0:
+            size_divisibility = self.backbone.size_divisibility
+        self.size_divisibility = size_divisibility
+        self.sem_seg_postprocess_before_inference = sem_seg_postprocess_before_inference
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.semantic_on = semantic_on
+        self.panoptic_on = panoptic_on
+        self.instance_on = instance_on
+        self.test_topk_per_image = test_topk_per_image
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> Dict[str, Any]:
+        validate_maskformer2_config(cfg)
+        mf = cfg.MODEL.MASK_FORMER
+        backbone = build_backbone(cfg)
+        sem_seg_head = build_sem_seg_head(cfg, backbone.output_shape())
+
+        matcher = HungarianMatcher(
+            cost_class=mf.CLASS_WEIGHT,
+            cost_mask=mf.MASK_WEIGHT,
+            cost_dice=mf.DICE_WEIGHT,
+            num_points=mf.TRAIN_NUM_POINTS,
+        )
+        weight_dict = {
+            "loss_ce": mf.CLASS_WEIGHT,
+            "loss_mask": mf.MASK_WEIGHT,
+            "loss_dice": mf.DICE_WEIGHT,
+        }
+        if mf.DEEP_SUPERVISION:
+            # DEC_LAYERS counts the prediction from the learned queries as a layer, so there are
+            # DEC_LAYERS - 1 aux predictions, each weighted like the final one.
+            weight_dict.update(
+                {
+                    f"{k}_{i}": v
+                    for i in range(mf.DEC_LAYERS - 1)
+                    for k, v in list(weight_dict.items())
+                }
+            )
+        criterion = SetCriterion(
+            cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            matcher=matcher,
+            weight_dict=weight_dict,
+            eos_coef=mf.NO_OBJECT_WEIGHT,
+            losses=["labels", "masks"],
+            num_points=mf.TRAIN_NUM_POINTS,
+            oversample_ratio=mf.OVERSAMPLE_RATIO,
+            importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO,
+        )
+        return {
+            "backbone": backbone,
+            "sem_seg_head": sem_seg_head,
+            "criterion": criterion,
+            "num_queries": mf.NUM_OBJECT_QUERIES,
+            "object_mask_threshold": mf.TEST.OBJECT_MASK_THRESHOLD,
+            "overlap_threshold": mf.TEST.OVERLAP_THRESHOLD,
+            "metadata": MetadataCatalog.get(cfg.DATASETS.TRAIN[0]),
+            "size_divisibility": mf.SIZE_DIVISIBILITY,
+            "sem_seg_postprocess_before_inference": (
+                mf.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE
+                or mf.TEST.PANOPTIC_ON
+                or mf.TEST.INSTANCE_ON
+            ),
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "semantic_on": mf.TEST.SEMANTIC_ON,
+            "panoptic_on": mf.TEST.PANOPTIC_ON,
+            "instance_on": mf.TEST.INSTANCE_ON,
+            "test_topk_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def forward(self, batched_inputs: List[Dict[str, Any]]) -> Any:
+        """
+        Args:
+            batched_inputs: one dict per image (detectron2 mapper output) with ``image`` [3, H, W]
+                (0..255, the channel order of ``pixel_mean``), for training ``instances``
+                (``gt_classes`` [M], ``gt_masks`` BitMasks or [M, H, W]), and optionally the output
+                size ``height``/``width`` for inference.
+
+        Returns:
+            Training: dict of weighted losses (only those named in ``criterion.weight_dict``).
+            Inference: one dict per image with, as enabled, ``sem_seg`` [K, height, width] scores,
+            ``panoptic_seg`` ([height, width] int32 ids, segments_info list) and ``instances``.
+        """
+        images = [x["image"].to(self.device) for x in batched_inputs]
+        images = [(x - self.pixel_mean) / self.pixel_std for x in images]
+        images = ImageList.from_tensors(images, self.size_divisibility)  # padded with 0
+
+        features = self.backbone(images.tensor)
+        outputs = self.sem_seg_head(features)
+
+        if self.training:
+            return self.losses(outputs, self.prepare_targets(batched_inputs, images))
+
+        mask_cls_results = outputs["pred_logits"]  # [B, Q, K+1]
+        mask_pred_results = F.interpolate(
+            outputs["pred_masks"],
+            size=images.tensor.shape[-2:],
+            mode="bilinear",
+            align_corners=False,
+        )  # [B, Q, H_pad, W_pad]
+        del outputs
+        processed_results = []
+        for mask_cls, mask_pred, input_per_image, image_size in zip(
+            mask_cls_results, mask_pred_results, batched_inputs, images.image_sizes
+        ):
+            height = input_per_image.get("height", image_size[0])
+            width = input_per_image.get("width", image_size[1])
+            processed_results.append(
+                self.inference_single(mask_cls, mask_pred, tuple(image_size), height, width)
+            )
+        return processed_results
+
+    def losses(
+        self, outputs: Dict[str, Any], targets: List[Dict[str, Tensor]]
+    ) -> Dict[str, Tensor]:
+        """Criterion losses times ``criterion.weight_dict``; losses not in it are dropped."""
+        losses = self.criterion(outputs, targets)
+        weight_dict = self.criterion.weight_dict
+        return {k: v * weight_dict[k] for k, v in losses.items() if k in weight_dict}
+
+    def prepare_targets(
+        self, batched_inputs: List[Dict[str, Any]], images: ImageList
+    ) -> List[Dict[str, Tensor]]:
+        """Criterion targets: ``labels`` [M] and ``masks`` [M, H_pad, W_pad] zero-padded like the
+        images."""
+        h_pad, w_pad = images.tensor.shape[-2:]
+        targets = []
+        for i, x in enumerate(batched_inputs):
+            if "instances" not in x:
+                raise ValueError(f"training input {i} has no 'instances' (keys: {sorted(x)})")
+            instances: Instances = x["instances"].to(self.device)
+            gt_masks = instances.gt_masks
+            if isinstance(gt_masks, BitMasks):
+                gt_masks = gt_masks.tensor
+            if not isinstance(gt_masks, Tensor):
+                raise TypeError(
+                    f"training input {i}: gt_masks must be BitMasks or a Tensor, "
+                    f"got {type(gt_masks).__name__} (use INPUT.MASK_FORMAT bitmask)"
+                )
+            padded_masks = gt_masks.new_zeros((gt_masks.shape[0], h_pad, w_pad))  # [M, Hp, Wp]
+            padded_masks[:, : gt_masks.shape[1], : gt_masks.shape[2]] = gt_masks
+            targets.append({"labels": instances.gt_classes, "masks": padded_masks})
+        return targets
+
+    def inference_single(
+        self,
+        mask_cls: Tensor,
+        mask_pred: Tensor,
+        image_size: Tuple[int, int],
+        height: int,
+        width: int,
+    ) -> Dict[str, Any]:
+        """Results for one image.
+
+        Args:
+            mask_cls: [Q, K+1] class logits.
+            mask_pred: [Q, H_pad, W_pad] mask logits at the padded input size.
+            image_size: (h, w) of the image inside the padding.
+            height, width: requested output size.
+        """
+        num_classes = mask_cls.shape[-1] - 1
+        result: Dict[str, Any] = {}
+        if self.sem_seg_postprocess_before_inference:
+            mask_pred = retry_if_cuda_oom(sem_seg_postprocess)(mask_pred, image_size, height, width)
+            mask_cls = mask_cls.to(mask_pred)
+        if self.semantic_on:
+            sem_seg = retry_if_cuda_oom(semantic_inference)(mask_cls, mask_pred)
+            if not self.sem_seg_postprocess_before_inference:
+                sem_seg = retry_if_cuda_oom(sem_seg_postprocess)(sem_seg, image_size, height, width)
+            result["sem_seg"] = sem_seg
+        if self.panoptic_on:
+            result["panoptic_seg"] = retry_if_cuda_oom(panoptic_inference)(
+                mask_cls,
+                mask_pred,
+                num_classes=num_classes,
+                object_mask_threshold=self.object_mask_threshold,
+                overlap_threshold=self.overlap_threshold,
+                thing_ids=self.thing_ids,
+            )
+        if self.instance_on:
+            result["instances"] = retry_if_cuda_oom(instance_inference)(
+                mask_cls,
+                mask_pred,
+                num_classes=num_classes,
+                test_topk_per_image=self.test_topk_per_image,
+                thing_ids=self.thing_ids if self.panoptic_on else None,
+                panoptic_on=self.panoptic_on,
+            )
+        return result
+
+    @property
+    def thing_ids(self) -> List[int]:
+        """Contiguous thing class ids: ``metadata.thing_dataset_id_to_contiguous_id`` values."""
+        mapping = getattr(self.metadata, "thing_dataset_id_to_contiguous_id", None)
+        if mapping is None:
+            name = getattr(self.metadata, "name", repr(self.metadata))
+            raise ValueError(
+                f"dataset metadata '{name}' has no thing_dataset_id_to_contiguous_id, which "
+                "panoptic inference needs to tell things from stuff (set it, or turn "
+                "MODEL.MASK_FORMER.TEST.PANOPTIC_ON off)"
+            )
+        return sorted(mapping.values())
