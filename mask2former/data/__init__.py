@@ -1,0 +1,18 @@
+"""Data: dataset registration (importing this package registers the builtin datasets) and the
+dataset mappers."""
+
+from . import datasets  # noqa: F401  (registers the builtin datasets)
+from .datasets import (
+    register_instance_dataset,
+    register_panoptic_dataset,
+    register_semantic_dataset,
+)
+from .mappers import DATASET_MAPPER_REGISTRY, build_dataset_mapper
+
+__all__ = [
+    "DATASET_MAPPER_REGISTRY",
+    "build_dataset_mapper",
+    "register_instance_dataset",
+    "register_panoptic_dataset",
+    "register_semantic_dataset",
+]

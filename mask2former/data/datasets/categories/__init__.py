@@ -1,0 +1,1 @@
+"""Category tables (names, colours, ids) of the builtin datasets."""

@@ -1,0 +1,92 @@
+# Copyright (c) the mask2former authors.
+"""Panoptic mapper of MaskFormer / Mask2Former (Cheng et al.): semantic-style augmentation and one
+binary mask per non-crowd segment of the COCO-panoptic annotation."""
+
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+import torch
+from detectron2.config import CfgNode, configurable
+from detectron2.data import transforms as T
+from fvcore.transforms.transform import Transform
+
+from ..panoptic_format import rgb_to_id, semantic_from_panoptic
+from .common import map_for_inference, read_image_checked
+from .registry import DATASET_MAPPER_REGISTRY
+from .semantic import MaskFormerSemanticDatasetMapper, semantic_mapper_config
+from .targets import pad_bottom_right, panoptic_targets, read_panoptic_ids
+
+__all__ = ["MaskFormerPanopticDatasetMapper"]
+
+# Panoptic id of VOID pixels (padding).
+VOID_ID = 0
+
+
+@DATASET_MAPPER_REGISTRY.register_as("mask_former_panoptic")
+class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
+    """Maps a panoptic dict (``file_name``, ``pan_seg_file_name``, ``segments_info`` with
+    contiguous ``category_id``, optional ``sem_seg_file_name``) to model input.
+
+    Training output: ``image`` ``[3, H, W]`` uint8, ``instances`` (``gt_classes [K]``,
+    ``gt_masks [K, H, W]`` bool; one per non-crowd segment left after cropping) and ``sem_seg``
+    ``[H, W]`` int64 when the dict has a semantic label map. Without one, a semantic map derived
+    from the panoptic annotation drives the category-area-constrained crop.
+    Constructor arguments: see :class:`MaskFormerSemanticDatasetMapper`.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        is_train: bool = True,
+        *,
+        augmentations: List[Union[T.Augmentation, Transform]],
+        image_format: str,
+        ignore_label: int,
+        size_divisibility: int,
+        num_classes: Optional[int] = None,
+    ) -> None:
+        super().__init__(
+            is_train,
+            augmentations=augmentations,
+            image_format=image_format,
+            ignore_label=ignore_label,
+            size_divisibility=size_divisibility,
+            num_classes=num_classes,
+        )
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, is_train: bool = True) -> Dict[str, Any]:
+        return semantic_mapper_config(cfg, is_train)
+
+    def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
+        dataset_dict, image = read_image_checked(dataset_dict, self.image_format)
+        if not self.is_train:
+            return map_for_inference(dataset_dict, image, self.augmentations)
+        if "pan_seg_file_name" not in dataset_dict:
+            raise ValueError(
+                f"Panoptic mapper needs 'pan_seg_file_name' for {dataset_dict['file_name']!r}"
+            )
+        pan_file = dataset_dict.pop("pan_seg_file_name")
+        segments_info = dataset_dict["segments_info"]
+        pan_color = read_panoptic_ids(pan_file, image, dataset_dict["file_name"])  # [H, W, 3]
+
+        has_semantic = "sem_seg_file_name" in dataset_dict
+        if has_semantic:
+            sem_seg = self._read_semantic(dataset_dict, image)
+        else:
+            sem_seg = semantic_from_panoptic(
+                rgb_to_id(pan_color), segments_info, self.ignore_label, dtype=np.float64
+            )
+
+        aug_input = T.AugInput(image, sem_seg=sem_seg)
+        transforms = T.AugmentationList(self.augmentations)(aug_input)
+        pan_ids = torch.as_tensor(rgb_to_id(transforms.apply_segmentation(pan_color)))  # [H, W]
+
+        dataset_dict["image"] = self._pad_image(aug_input.image)  # [3, H, W]
+        if has_semantic:
+            dataset_dict["sem_seg"] = self._pad_semantic(aug_input.sem_seg)  # [H, W]
+        pan_ids = pad_bottom_right(pan_ids, self.size_divisibility, VOID_ID)
+        dataset_dict["instances"] = panoptic_targets(
+            pan_ids, segments_info, self.num_classes, pan_file
+        )
+        return dataset_dict

@@ -1,0 +1,184 @@
+# Copyright (c) the mask2former authors.
+"""Ground-truth reading and target building shared by the dataset mappers.
+
+Targets are detectron2 :class:`Instances` with ``gt_classes: [N] int64`` and
+``gt_masks: [N, H, W] bool``, one mask per segment / class / object ("mask classification", as in
+MaskFormer and Mask2Former). Masks left empty (e.g. by a crop) are dropped.
+"""
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+from detectron2.data import detection_utils as utils
+from detectron2.structures import BitMasks, Boxes, Instances, polygons_to_bitmask
+from torch.nn import functional as F
+
+from ..panoptic_format import rgb_to_id
+
+__all__ = [
+    "annotation_masks",
+    "boxes_from_masks",
+    "build_instances",
+    "check_labels",
+    "image_to_tensor",
+    "pad_bottom_right",
+    "panoptic_ids",
+    "panoptic_targets",
+    "read_label_map",
+    "read_panoptic_ids",
+    "semantic_targets",
+]
+
+
+def _check_same_size(label: np.ndarray, image: np.ndarray, file_name: str, image_file: str) -> None:
+    if label.shape[:2] != image.shape[:2]:
+        raise ValueError(
+            f"Annotation {file_name!r} has size {label.shape[1]}x{label.shape[0]} (WxH) but image "
+            f"{image_file!r} has size {image.shape[1]}x{image.shape[0]}"
+        )
+
+
+def read_label_map(file_name: str, image: np.ndarray, image_file: str) -> np.ndarray:
+    """Read a label PNG/TIFF as ``[H, W]`` float64 (torch resizes no uint16), checking its size
+    against ``image`` (``[H, W, C]``)."""
+    label = utils.read_image(file_name)
+    if label.ndim != 2:
+        raise ValueError(f"Label map {file_name!r} must be single-channel, got shape {label.shape}")
+    _check_same_size(label, image, file_name, image_file)
+    return label.astype(np.float64)
+
+
+def read_panoptic_ids(file_name: str, image: np.ndarray, image_file: str) -> np.ndarray:
+    """Read a COCO-panoptic RGB-id PNG as ``[H, W, 3]`` uint8, checking its size."""
+    color = utils.read_image(file_name, "RGB")
+    _check_same_size(color, image, file_name, image_file)
+    return color
+
+
+def check_labels(
+    labels: np.ndarray, num_classes: Optional[int], ignore_label: int, file_name: str
+) -> None:
+    """Raise if ``labels`` hold a value outside ``[0, num_classes)`` other than ``ignore_label``."""
+    if num_classes is None:
+        return
+    values = np.unique(labels)
+    bad = values[((values < 0) | (values >= num_classes)) & (values != ignore_label)]
+    if bad.size:
+        raise ValueError(
+            f"Label map {file_name!r} holds labels {bad.astype(np.int64).tolist()[:10]} outside "
+            f"[0, {num_classes}) that are not the ignore label {ignore_label}"
+        )
+
+
+def _check_category(category: int, num_classes: Optional[int], file_name: str) -> None:
+    if num_classes is not None and not 0 <= category < num_classes:
+        raise ValueError(
+            f"Annotation of {file_name!r} has category_id {category} outside [0, {num_classes})"
+        )
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """``[H, W, C]`` uint8 -> ``[C, H, W]`` uint8 tensor."""
+    return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))  # HWC -> CHW
+
+
+def pad_bottom_right(x: torch.Tensor, size_divisibility: int, value: float) -> torch.Tensor:
+    """Pad the last two dims of ``x`` (bottom/right) up to multiples of ``size_divisibility``.
+
+    For cropped inputs no larger than the crop this is the official "pad to SIZE_DIVISIBILITY"
+    (crop size); unlike the official code it never crops a larger input.
+    """
+    if size_divisibility <= 0:
+        return x
+    h, w = x.shape[-2:]
+    pad_h = -h % size_divisibility
+    pad_w = -w % size_divisibility
+    if pad_h == 0 and pad_w == 0:
+        return x
+    if x.dtype == torch.bool:  # constant padding of bool tensors goes through uint8
+        return F.pad(x.to(torch.uint8), [0, pad_w, 0, pad_h], value=value).bool().contiguous()
+    return F.pad(x, [0, pad_w, 0, pad_h], value=value).contiguous()
+
+
+def build_instances(
+    image_shape: Tuple[int, int], classes: Sequence[int], masks: Sequence[torch.Tensor]
+) -> Instances:
+    """``Instances`` with ``gt_classes [N]`` and ``gt_masks [N, H, W]`` (bool); empty masks are
+    dropped."""
+    keep = [i for i, mask in enumerate(masks) if bool(mask.any())]
+    instances = Instances(image_shape)
+    instances.gt_classes = torch.tensor([classes[i] for i in keep], dtype=torch.int64)
+    if keep:
+        instances.gt_masks = torch.stack([masks[i].to(torch.bool) for i in keep])  # [N, H, W]
+    else:
+        instances.gt_masks = torch.zeros((0, *image_shape), dtype=torch.bool)
+    return instances
+
+
+def semantic_targets(sem_seg: torch.Tensor, ignore_label: int) -> Instances:
+    """One binary mask per class present in ``sem_seg`` (``[H, W]`` int64), ignore excluded."""
+    classes = [int(c) for c in torch.unique(sem_seg) if int(c) != ignore_label]
+    masks = [sem_seg == c for c in classes]
+    return build_instances(tuple(sem_seg.shape), classes, masks)
+
+
+def panoptic_targets(
+    pan_ids: torch.Tensor,
+    segments_info: List[Dict],
+    num_classes: Optional[int],
+    file_name: str,
+) -> Instances:
+    """One mask per non-crowd segment of ``pan_ids`` (``[H, W]`` segment ids); segments absent
+    from ``pan_ids`` (cropped away) are dropped."""
+    classes, masks = [], []
+    for segment in segments_info:
+        _check_category(segment["category_id"], num_classes, file_name)
+        if segment.get("iscrowd", 0):
+            continue
+        classes.append(segment["category_id"])
+        masks.append(pan_ids == segment["id"])
+    return build_instances(tuple(pan_ids.shape), classes, masks)
+
+
+def panoptic_ids(color: np.ndarray) -> torch.Tensor:
+    """``[H, W, 3]`` panoptic colours -> ``[H, W]`` int64 segment ids."""
+    return torch.as_tensor(rgb_to_id(color))
+
+
+def annotation_masks(
+    annotations: List[Dict],
+    image_shape: Tuple[int, int],
+    num_classes: Optional[int],
+    file_name: str,
+) -> Tuple[List[int], List[torch.Tensor]]:
+    """Classes and ``[H, W]`` masks of transformed detectron2 annotations (polygons, COCO RLE or
+    binary arrays in ``segmentation``)."""
+    classes, masks = [], []
+    for annotation in annotations:
+        _check_category(int(annotation["category_id"]), num_classes, file_name)
+        segm = annotation["segmentation"]
+        if isinstance(segm, list):
+            mask = polygons_to_bitmask(segm, *image_shape)
+        elif isinstance(segm, dict):
+            if isinstance(segm["counts"], list):  # uncompressed RLE
+                segm = mask_util.frPyObjects(segm, *segm["size"])
+            mask = mask_util.decode(segm)
+        elif isinstance(segm, np.ndarray) and segm.ndim == 2:
+            # RLE masks come back as arrays from transform_instance_annotations; pixels added by
+            # padding transforms hold the segmentation pad value (255), not 1.
+            mask = segm == 1
+        else:
+            raise ValueError(
+                f"Unsupported segmentation of type {type(segm).__name__} in {file_name!r}: "
+                "expected polygons, COCO RLE or an [H, W] array"
+            )
+        classes.append(int(annotation["category_id"]))
+        masks.append(torch.from_numpy(np.ascontiguousarray(mask)).to(torch.bool))
+    return classes, masks
+
+
+def boxes_from_masks(masks: torch.Tensor) -> Boxes:
+    """Tight XYXY boxes of ``[N, H, W]`` masks."""
+    return BitMasks(masks).get_bounding_boxes()
