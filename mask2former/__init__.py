@@ -1,8 +1,17 @@
 """Mask2Former on Detectron2. ``import mask2former`` registers the model components (backbones, pixel
-decoders, transformer decoders, head, meta-architecture) in their registries."""
+decoders, transformer decoders, head, meta-architecture), the builtin datasets and the evaluators."""
 
-from . import modeling  # noqa: F401
+from . import data, evaluation, modeling  # noqa: F401
 from .config import add_maskformer2_config, validate_maskformer2_config
+from .evaluation import InstanceSegEvaluator, build_evaluator
+from .modeling.meta_arch import MaskFormer, SemanticSegmentorWithTTA
 
 __version__ = "0.1.0"
-__all__ = ["add_maskformer2_config", "validate_maskformer2_config"]
+__all__ = [
+    "InstanceSegEvaluator",
+    "MaskFormer",
+    "SemanticSegmentorWithTTA",
+    "add_maskformer2_config",
+    "build_evaluator",
+    "validate_maskformer2_config",
+]

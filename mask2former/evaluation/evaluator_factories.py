@@ -1,0 +1,188 @@
+"""Built-in evaluator factories, one per dataset family, registered in ``EVALUATOR_REGISTRY``.
+
+The choice of evaluators per ``evaluator_type`` follows the official Mask2Former ``train_net.py``
+(facebookresearch/Mask2Former). A panoptic model reports PQ, AP and mIoU in one pass: panoptic
+types get COCOPanopticEvaluator (``PANOPTIC_ON``), a semantic evaluator (``SEMANTIC_ON`` and the
+dataset has semantic ground truth) and an instance evaluator (``INSTANCE_ON`` and the dataset has
+instance ground truth), each picked from a per-family table.
+"""
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Dict, List
+
+from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import (
+    CityscapesInstanceEvaluator,
+    CityscapesSemSegEvaluator,
+    COCOEvaluator,
+    COCOPanopticEvaluator,
+    DatasetEvaluator,
+    LVISEvaluator,
+    SemSegEvaluator,
+)
+from detectron2.utils import comm
+
+from .instance_evaluation import InstanceSegEvaluator, fast_coco_eval_available
+from .registry import EVALUATOR_REGISTRY
+
+__all__ = ["PanopticCompanions", "PANOPTIC_COMPANIONS"]
+
+logger = logging.getLogger(__name__)
+
+
+def _sem_seg(dataset_name: str, output_dir: str) -> DatasetEvaluator:
+    return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_dir)
+
+
+def _coco(dataset_name: str, output_dir: str) -> DatasetEvaluator:
+    return COCOEvaluator(
+        dataset_name, output_dir=output_dir, use_fast_impl=fast_coco_eval_available()
+    )
+
+
+def _instance_seg(dataset_name: str, output_dir: str) -> DatasetEvaluator:
+    return InstanceSegEvaluator(dataset_name, output_dir=output_dir)
+
+
+def _check_single_machine(dataset_name: str) -> None:
+    # The Cityscapes scripts write predictions to a local temporary directory on each machine.
+    # (The official code asserts a GPU per rank instead, which also rejects CPU-only runs.)
+    if comm.get_world_size() != comm.get_local_size():
+        raise RuntimeError(
+            f"Cityscapes evaluators (dataset {dataset_name!r}) do not work across machines; "
+            f"world size {comm.get_world_size()} != local size {comm.get_local_size()}"
+        )
+
+
+def _cityscapes_sem_seg(dataset_name: str, output_dir: str) -> DatasetEvaluator:
+    _check_single_machine(dataset_name)
+    return CityscapesSemSegEvaluator(dataset_name)
+
+
+def _cityscapes_instance(dataset_name: str, output_dir: str) -> DatasetEvaluator:
+    _check_single_machine(dataset_name)
+    return CityscapesInstanceEvaluator(dataset_name)
+
+
+@EVALUATOR_REGISTRY.register_types("sem_seg")
+def sem_seg_evaluators(cfg: CfgNode, dataset_name: str, output_dir: str) -> List[DatasetEvaluator]:
+    """Semantic datasets (ADE20K-150/-full, COCO-stuff, Mapillary semantic): mIoU."""
+    return [_sem_seg(dataset_name, output_dir)]
+
+
+@EVALUATOR_REGISTRY.register_types("coco")
+def coco_instance_evaluators(
+    cfg: CfgNode, dataset_name: str, output_dir: str
+) -> List[DatasetEvaluator]:
+    """Datasets registered with ``register_coco_instances`` (contiguous thing ids): AP."""
+    return [_coco(dataset_name, output_dir)]
+
+
+@EVALUATOR_REGISTRY.register_types("ade20k_instance", "mapillary_vistas_instance")
+def non_contiguous_instance_evaluators(
+    cfg: CfgNode, dataset_name: str, output_dir: str
+) -> List[DatasetEvaluator]:
+    """Instance datasets whose contiguous thing ids are a subset of all classes: AP."""
+    return [_instance_seg(dataset_name, output_dir)]
+
+
+@EVALUATOR_REGISTRY.register_types("lvis")
+def lvis_evaluators(cfg: CfgNode, dataset_name: str, output_dir: str) -> List[DatasetEvaluator]:
+    """LVIS (needs the ``lvis`` package): AP."""
+    return [LVISEvaluator(dataset_name, output_dir=output_dir)]
+
+
+@EVALUATOR_REGISTRY.register_types("cityscapes_instance")
+def cityscapes_instance_evaluators(
+    cfg: CfgNode, dataset_name: str, output_dir: str
+) -> List[DatasetEvaluator]:
+    """Cityscapes instance segmentation with the official cityscapesScripts: AP."""
+    return [_cityscapes_instance(dataset_name, output_dir)]
+
+
+@EVALUATOR_REGISTRY.register_types("cityscapes_sem_seg")
+def cityscapes_sem_seg_evaluators(
+    cfg: CfgNode, dataset_name: str, output_dir: str
+) -> List[DatasetEvaluator]:
+    """Cityscapes semantic segmentation with the official cityscapesScripts: mIoU."""
+    return [_cityscapes_sem_seg(dataset_name, output_dir)]
+
+
+EvaluatorBuilder = Callable[[str, str], DatasetEvaluator]
+
+
+@dataclass(frozen=True)
+class PanopticCompanions:
+    """How a panoptic dataset family gets its mIoU and AP evaluators.
+
+    Attributes:
+        semantic: builds the semantic evaluator from ``(dataset_name, output_dir)``.
+        semantic_metadata: metadata key whose presence means semantic ground truth exists.
+        instance: builds the instance evaluator from ``(dataset_name, output_dir)``.
+        instance_metadata: metadata key whose (non-None) value means instance ground truth exists.
+    """
+
+    semantic: EvaluatorBuilder
+    semantic_metadata: str
+    instance: EvaluatorBuilder
+    instance_metadata: str
+
+
+PANOPTIC_COMPANIONS: Dict[str, PanopticCompanions] = {
+    "coco_panoptic_seg": PanopticCompanions(_sem_seg, "sem_seg_root", _coco, "json_file"),
+    # ADE20K / Mapillary thing ids are not contiguous among all classes: InstanceSegEvaluator.
+    "ade20k_panoptic_seg": PanopticCompanions(_sem_seg, "sem_seg_root", _instance_seg, "json_file"),
+    "mapillary_vistas_panoptic_seg": PanopticCompanions(
+        _sem_seg, "sem_seg_root", _instance_seg, "json_file"
+    ),
+    "cityscapes_panoptic_seg": PanopticCompanions(
+        _cityscapes_sem_seg, "gt_dir", _cityscapes_instance, "gt_dir"
+    ),
+}
+
+
+def _has_semantic_ground_truth(dataset_name: str, metadata_key: str) -> bool:
+    if MetadataCatalog.get(dataset_name).get(metadata_key) is not None:
+        return True
+    if metadata_key != "sem_seg_root":
+        return False
+    # Official-style registrations (e.g. ADE20K panoptic) give "sem_seg_file_name" per record
+    # without setting "sem_seg_root" in the metadata.
+    records = DatasetCatalog.get(dataset_name)
+    return len(records) > 0 and "sem_seg_file_name" in records[0]
+
+
+@EVALUATOR_REGISTRY.register_types(*PANOPTIC_COMPANIONS)
+def panoptic_evaluators(cfg: CfgNode, dataset_name: str, output_dir: str) -> List[DatasetEvaluator]:
+    """Panoptic datasets: PQ, plus mIoU and AP when enabled and the ground truth exists."""
+    test = cfg.MODEL.MASK_FORMER.TEST
+    metadata = MetadataCatalog.get(dataset_name)
+    companions = PANOPTIC_COMPANIONS[metadata.evaluator_type]
+    evaluators: List[DatasetEvaluator] = []
+    if test.PANOPTIC_ON:
+        for key in ("panoptic_json", "panoptic_root"):
+            if metadata.get(key) is None:
+                raise ValueError(
+                    f"MODEL.MASK_FORMER.TEST.PANOPTIC_ON is set but dataset {dataset_name!r} has "
+                    f"no {key!r} metadata for COCOPanopticEvaluator"
+                )
+        evaluators.append(COCOPanopticEvaluator(dataset_name, output_dir))
+    if test.SEMANTIC_ON:
+        if _has_semantic_ground_truth(dataset_name, companions.semantic_metadata):
+            evaluators.append(companions.semantic(dataset_name, output_dir))
+        else:
+            logger.warning(
+                f"SEMANTIC_ON but dataset {dataset_name!r} has no semantic ground truth "
+                f"({companions.semantic_metadata!r}); mIoU is not evaluated."
+            )
+    if test.INSTANCE_ON:
+        if metadata.get(companions.instance_metadata) is not None:
+            evaluators.append(companions.instance(dataset_name, output_dir))
+        else:
+            logger.warning(
+                f"INSTANCE_ON but dataset {dataset_name!r} has no instance ground truth "
+                f"({companions.instance_metadata!r}); AP is not evaluated."
+            )
+    return evaluators
