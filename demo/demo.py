@@ -1,0 +1,108 @@
+"""Mask2Former demo on images, a folder of images, or a video.
+
+    python demo/demo.py --config-file configs/coco/panoptic-segmentation/<recipe>.yaml \
+        --input img1.jpg img2.jpg --output out/ --opts MODEL.WEIGHTS model_final.pkl
+    python demo/demo.py --config-file <yaml> --video-input clip.mp4 --output out.mp4 \
+        --opts MODEL.WEIGHTS model_final.pkl
+"""
+
+import argparse
+import glob
+import logging
+import os
+import sys
+import time
+
+import cv2
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from detectron2.config import get_cfg  # noqa: E402
+from detectron2.projects.deeplab import add_deeplab_config  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
+from predictor import (  # noqa: E402
+    BatchPredictor,
+    draw_prediction,
+    metadata_for,
+    read_video_frames,
+)
+
+import mask2former  # noqa: E402,F401  (registers the model)
+from mask2former.config import add_maskformer2_config  # noqa: E402
+
+logger = logging.getLogger("mask2former.demo")
+
+
+def setup_cfg(args: argparse.Namespace):
+    cfg = get_cfg()
+    add_deeplab_config(cfg)
+    add_maskformer2_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    return cfg
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config-file", required=True, metavar="FILE")
+    parser.add_argument("--input", nargs="+", help="images or glob patterns")
+    parser.add_argument("--video-input", help="a video file")
+    parser.add_argument("--output", required=True, help="a folder (images) or a .mp4 file (video)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="KEY VALUE overrides")
+    return parser
+
+
+def _expand(patterns: list[str]) -> list[str]:
+    paths: list[str] = []
+    for pattern in patterns:
+        matched = sorted(glob.glob(os.path.expanduser(pattern)))
+        if not matched:
+            raise FileNotFoundError(f"--input {pattern!r} matches no file")
+        paths.extend(matched)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = get_parser().parse_args(argv)
+    setup_logger(name="mask2former")
+    if bool(args.input) == bool(args.video_input):
+        raise SystemExit("give exactly one of --input and --video-input")
+    cfg = setup_cfg(args)
+    predictor = BatchPredictor(cfg, batch_size=args.batch_size)
+    metadata = metadata_for(cfg)
+
+    if args.input:
+        paths = _expand(args.input)
+        os.makedirs(args.output, exist_ok=True)
+        images = []
+        for path in paths:
+            image = cv2.imread(path, cv2.IMREAD_COLOR)
+            if image is None:
+                raise ValueError(f"cannot read image {path!r}")
+            images.append(image)
+        start = time.perf_counter()
+        for path, (image, pred) in zip(paths, predictor.predict_stream(images)):
+            out = os.path.join(args.output, os.path.basename(path))
+            cv2.imwrite(out, draw_prediction(image, pred, metadata)[:, :, ::-1])
+            logger.info("%s -> %s", path, out)
+        logger.info("%d images in %.2fs", len(paths), time.perf_counter() - start)
+        return
+
+    writer = None
+    for frame, pred in predictor.predict_stream(read_video_frames(args.video_input)):
+        vis = draw_prediction(frame, pred, metadata)[:, :, ::-1]
+        if writer is None:
+            fps = cv2.VideoCapture(args.video_input).get(cv2.CAP_PROP_FPS) or 25.0
+            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+            writer = cv2.VideoWriter(args.output, fourcc, fps, (vis.shape[1], vis.shape[0]))
+        writer.write(vis)
+    if writer is None:
+        raise ValueError(f"video {args.video_input!r} has no frames")
+    writer.release()
+    logger.info("wrote %s", args.output)
+
+
+if __name__ == "__main__":
+    main()
