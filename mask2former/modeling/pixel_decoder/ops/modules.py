@@ -19,7 +19,8 @@ class MSDeformAttn(nn.Module):
     """Multi-scale deformable attention.
 
     Each query attends to ``n_points`` sampled locations around its reference point in each of
-    ``n_levels`` feature maps, with ``n_heads`` heads; offsets and weights are predicted from the query.
+    ``n_levels`` feature maps, with ``n_heads`` heads; offsets and weights are predicted from the
+    query.
     """
 
     def __init__(self, d_model: int = 256, n_levels: int = 4, n_heads: int = 8, n_points: int = 4):
@@ -28,7 +29,8 @@ class MSDeformAttn(nn.Module):
             raise ValueError(f"d_model must be divisible by n_heads, got {d_model} and {n_heads}")
         if not _is_power_of_2(d_model // n_heads):
             warnings.warn(
-                "MSDeformAttn: d_model / n_heads is not a power of 2, which is slower in the CUDA kernel",
+                "MSDeformAttn: d_model / n_heads is not a power of 2, which is slower in the CUDA "
+                "kernel",
                 stacklevel=2,
             )
         self.im2col_step = 128
@@ -88,13 +90,15 @@ class MSDeformAttn(nn.Module):
         N, Len_in, _ = input_flatten.shape
         if int((input_spatial_shapes[:, 0] * input_spatial_shapes[:, 1]).sum()) != Len_in:
             raise ValueError(
-                f"input_spatial_shapes {input_spatial_shapes.tolist()} do not add up to Len_in={Len_in}"
+                f"input_spatial_shapes {input_spatial_shapes.tolist()} do not add up to "
+                f"Len_in={Len_in}"
             )
 
         value = self.value_proj(input_flatten)
         if input_padding_mask is not None:
             value = value.masked_fill(input_padding_mask[..., None], 0.0)
-        value = value.view(N, Len_in, self.n_heads, self.d_model // self.n_heads)  # [N, Len_in, M, D]
+        # [N, Len_in, C] -> [N, Len_in, M, D]
+        value = value.view(N, Len_in, self.n_heads, self.d_model // self.n_heads)
         sampling_offsets = self.sampling_offsets(query).view(
             N, Len_q, self.n_heads, self.n_levels, self.n_points, 2
         )  # [N, Lq, M, L, P, 2]
