@@ -1,5 +1,8 @@
-"""Mask2Former on Detectron2. ``import mask2former`` registers the model components (backbones, pixel
-decoders, transformer decoders, head, meta-architecture), the builtin datasets and the evaluators."""
+"""Mask2Former on Detectron2.
+
+``import mask2former`` registers the model components (backbones, pixel decoders, transformer
+decoders, head, meta-architecture), the builtin datasets and the evaluators.
+"""
 
 from . import data, evaluation, modeling  # noqa: F401
 from .config import add_maskformer2_config, validate_maskformer2_config

@@ -134,7 +134,7 @@ def add_pixel_decoder_config(cfg: CN) -> None:
     # Deformable attention: sampling points per head and level.
     cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS = 4
     # Kept for YAML compatibility: like the official code, the deformable encoder uses
-    # MODEL.MASK_FORMER.NHEADS heads (checkpoints depend on it); a different value here is warned about.
+    # MODEL.MASK_FORMER.NHEADS heads (checkpoints depend on it); a different value is warned about.
     cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS = 8
 
 
@@ -268,8 +268,8 @@ def validate_maskformer2_config(cfg: CN) -> None:
     if enc_heads != mf.NHEADS:
         _warn_once(
             "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS",
-            f"MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS={enc_heads} is ignored: the "
-            f"deformable encoder uses MODEL.MASK_FORMER.NHEADS={mf.NHEADS} heads, as officially.",
+            f"MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS={enc_heads} is ignored: "
+            f"the deformable encoder uses MODEL.MASK_FORMER.NHEADS={mf.NHEADS} heads, as official.",
         )
     if mf.ENC_LAYERS != 0:
         _warn_once(

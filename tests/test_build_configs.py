@@ -12,7 +12,7 @@ import mask2former  # noqa: F401  (registers the model)
 from mask2former.config import add_maskformer2_config
 
 REPO = Path(__file__).resolve().parents[1]
-# Base-*.yaml files hold a dataset's and task's shared keys, not a model (they merge: test_config.py).
+# Base-*.yaml files hold a dataset's and task's shared keys, not a model (merged in test_config.py).
 RECIPES = sorted(p for p in (REPO / "configs").rglob("*.yaml") if not p.name.startswith("Base-"))
 # Weight initialisers filled in place; a structural build test does not need their random values,
 # and skipping them makes the 200M-parameter Swin-L builds take a fraction of the time.

@@ -1,5 +1,7 @@
-"""The model, in the order of the paper's figure: backbone -> pixel decoder -> transformer decoder ->
-(matcher, criterion) -> post-processing. Importing this package registers every component."""
+"""The model, in the order of the paper's figure: backbone -> pixel decoder -> transformer
+decoder -> (matcher, criterion) -> post-processing. Importing this package registers every
+component.
+"""
 
 from . import backbone, heads, meta_arch, pixel_decoder, transformer_decoder  # noqa: F401
 from .backbone import D2SwinTransformer
