@@ -29,6 +29,7 @@ from .register import (
     register_panoptic_dataset,
     register_semantic_dataset,
 )
+from .synthetic import register_synthetic_datasets
 
 __all__ = ["BUILTIN_PANOPTIC", "BUILTIN_SEMANTIC", "BUILTIN_INSTANCE", "register_all_builtin"]
 
@@ -188,7 +189,8 @@ def _ade20k_instance_metadata() -> Dict:
 
 def register_all_builtin() -> None:
     """Register every dataset of the tables above (lazy roots; replaces detectron2 builtins of
-    the same name)."""
+    the same name), and the project's embedded synthetic dataset (generated on first load)."""
+    register_synthetic_datasets()
     for family in BUILTIN_PANOPTIC:
         metadata = panoptic_metadata(family.categories(), family.all_classes_are_things)
         for split in family.splits:
