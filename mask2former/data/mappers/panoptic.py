@@ -2,18 +2,16 @@
 """Panoptic mapper of MaskFormer / Mask2Former (Cheng et al.): semantic-style augmentation and one
 binary mask per non-crowd segment of the COCO-panoptic annotation."""
 
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict
 
 import numpy as np
 import torch
-from detectron2.config import CfgNode, configurable
 from detectron2.data import transforms as T
-from fvcore.transforms.transform import Transform
 
 from ..panoptic_format import rgb_to_id, semantic_from_panoptic
 from .common import map_for_inference, read_image_checked
 from .registry import DATASET_MAPPER_REGISTRY
-from .semantic import MaskFormerSemanticDatasetMapper, semantic_mapper_config
+from .semantic import MaskFormerSemanticDatasetMapper
 from .targets import pad_bottom_right, panoptic_targets, read_panoptic_ids
 
 __all__ = ["MaskFormerPanopticDatasetMapper"]
@@ -31,32 +29,8 @@ class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
     ``gt_masks [K, H, W]`` bool; one per non-crowd segment left after cropping) and ``sem_seg``
     ``[H, W]`` int64 when the dict has a semantic label map. Without one, a semantic map derived
     from the panoptic annotation drives the category-area-constrained crop.
-    Constructor arguments: see :class:`MaskFormerSemanticDatasetMapper`.
+    Constructor arguments and config: those of :class:`MaskFormerSemanticDatasetMapper`.
     """
-
-    @configurable
-    def __init__(
-        self,
-        is_train: bool = True,
-        *,
-        augmentations: List[Union[T.Augmentation, Transform]],
-        image_format: str,
-        ignore_label: int,
-        size_divisibility: int,
-        num_classes: Optional[int] = None,
-    ) -> None:
-        super().__init__(
-            is_train,
-            augmentations=augmentations,
-            image_format=image_format,
-            ignore_label=ignore_label,
-            size_divisibility=size_divisibility,
-            num_classes=num_classes,
-        )
-
-    @classmethod
-    def from_config(cls, cfg: CfgNode, is_train: bool = True) -> Dict[str, Any]:
-        return semantic_mapper_config(cfg, is_train)
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         dataset_dict, image = read_image_checked(dataset_dict, self.image_format)
