@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Quick start: train a small Mask2Former on the embedded synthetic dataset, evaluate, draw.
 
-    python tools/quickstart.py                      # ~10 minutes on 2 CPU cores
+    python tools/quickstart.py                      # ~8 minutes on 2 CPU cores
     python tools/quickstart.py SOLVER.MAX_ITER 200  # any config override
 
 Generates ``$DETECTRON2_DATASETS/m2f_synthetic`` on first use, trains
