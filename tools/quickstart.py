@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 from PIL import Image
 
@@ -95,6 +96,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     cfg = build_config(args.config_file, args.opts)
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)  # SEED -1: a new random seed each run
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     logger = setup_logger(cfg.OUTPUT_DIR, name="mask2former")
     setup_logger(cfg.OUTPUT_DIR, name="detectron2")
