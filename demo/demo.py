@@ -17,8 +17,7 @@ import cv2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from detectron2.config import get_cfg  # noqa: E402
-from detectron2.projects.deeplab import add_deeplab_config  # noqa: E402
+from detectron2.config import CfgNode  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from predictor import (  # noqa: E402
     BatchPredictor,
@@ -28,19 +27,14 @@ from predictor import (  # noqa: E402
 )
 
 import mask2former  # noqa: E402,F401  (registers the model)
-from mask2former.config import add_maskformer2_config  # noqa: E402
+from mask2former.config import build_config  # noqa: E402
 
 logger = logging.getLogger("mask2former.demo")
 
 
-def setup_cfg(args: argparse.Namespace):
-    cfg = get_cfg()
-    add_deeplab_config(cfg)
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
-    return cfg
+def setup_cfg(args: argparse.Namespace) -> CfgNode:
+    """The validated, frozen config of ``--config-file`` and ``--opts``."""
+    return build_config(args.config_file, args.opts)
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -9,12 +9,15 @@ project additions. Keys marked "ignored" are kept for compatibility and only rea
 """
 
 import logging
-from typing import Set
+from typing import Sequence, Set
 
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
 from detectron2.projects.deeplab import add_deeplab_config
 
-__all__ = ["add_maskformer2_config", "validate_maskformer2_config"]
+from .utils.detectron2_pin import check_detectron2_version
+
+__all__ = ["add_maskformer2_config", "build_config", "validate_maskformer2_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -277,3 +280,25 @@ def validate_maskformer2_config(cfg: CN) -> None:
             f"MODEL.MASK_FORMER.ENC_LAYERS={mf.ENC_LAYERS} is ignored: the transformer encoder is "
             "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS (in the pixel decoder).",
         )
+
+
+def build_config(config_file: str, opts: Sequence[str] = ()) -> CN:
+    """The frozen config of every entry point (training, quick start, demo, tools, benchmarks).
+
+    detectron2's defaults + DeepLab's + Mask2Former's, then ``config_file`` (may be empty) and the
+    ``KEY VALUE`` overrides ``opts``, checked by :func:`validate_maskformer2_config`: this is the
+    one place where a config is validated. Also logs a warning (once per process) when the
+    installed detectron2 is not the version this project is tested with.
+
+    Raises:
+        ValueError: naming the key and value, for a value the model cannot run with.
+    """
+    check_detectron2_version()
+    cfg = get_cfg()
+    add_maskformer2_config(cfg)
+    if config_file:
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    validate_maskformer2_config(cfg)
+    cfg.freeze()
+    return cfg

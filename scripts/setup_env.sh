@@ -14,19 +14,27 @@ fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
 
+# The tested detectron2 is pinned in one place, read here and by the README (D2_WHEEL_*, D2_SOURCE_*).
+PIN="$ROOT/mask2former/utils/detectron2_pin.py"
+eval "$(python "$PIN" shell)"
+
 stamp="$VENV/.deps-installed"
-if [ ! -f "$stamp" ] || [ "$ROOT/requirements.txt" -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ "$ROOT/requirements.txt" -nt "$stamp" ] || [ "$PIN" -nt "$stamp" ]; then
   echo "[setup] installing dependencies into $VENV"
   python -m pip install -q --upgrade pip wheel "setuptools>=64,<81" ninja
   python -m pip install -q torch==2.14.1 torchvision==0.29.1
   python -m pip install -q -r "$ROOT/requirements.txt"
-  if ! python -c "import detectron2" 2>/dev/null; then
-    # detectron2 is not on PyPI under its own name; see README "Installing detectron2" for the GPU/source route.
+  wheel_installed="$(python -m pip show "$D2_WHEEL_NAME" 2>/dev/null | sed -n 's/^Version: //p')"
+  if ! python -c "import detectron2" 2>/dev/null \
+      || { [ -n "$wheel_installed" ] && [ "$wheel_installed" != "$D2_WHEEL_VERSION" ]; }; then
+    # detectron2 is not on PyPI under its own name: the wheel route (README "Installing detectron2"; the
+    # source route is for GPU machines). The wheel is tagged for CPython 3.10 only, hence the rename.
     tmp="$(mktemp -d)"
     python -m pip download -q --no-deps --only-binary=:all: --python-version 3.10 \
-      sal-detectron2==0.7.2 -d "$tmp"
-    mv "$tmp"/sal_detectron2-0.7.2-*.whl "$tmp/sal_detectron2-0.7.2-py3-none-any.whl"
-    python -m pip install -q --no-deps "$tmp/sal_detectron2-0.7.2-py3-none-any.whl"
+      "$D2_WHEEL_NAME==$D2_WHEEL_VERSION" -d "$tmp"
+    file="${D2_WHEEL_NAME//-/_}-$D2_WHEEL_VERSION"
+    mv "$tmp/$file"-*.whl "$tmp/$file-py3-none-any.whl"
+    python -m pip install -q --no-deps --force-reinstall "$tmp/$file-py3-none-any.whl"
     rm -rf "$tmp"
   fi
   touch "$stamp"

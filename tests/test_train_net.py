@@ -80,9 +80,9 @@ def train_args(train_net: ModuleType, output_dir: Path, *extra: str) -> object:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Dict:
-    tmp = tmp_path_factory.mktemp("train_net")
-    gt = write_ground_truth(tmp / "gt")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Registers the two-image sample as DATASET (panoptic, semantic and instance ground truth)."""
+    gt = write_ground_truth(tmp_path_factory.mktemp("train_net_gt"))
     register_panoptic_dataset(
         DATASET,
         panoptic_metadata(
@@ -95,6 +95,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Dict:
         instances_json=str(gt["instances"]),
         replace=True,
     )
+    return DATASET
+
+
+@pytest.fixture(scope="module")
+def trained(dataset: str, tmp_path_factory: pytest.TempPathFactory) -> Dict:
+    tmp = tmp_path_factory.mktemp("train_net")
     train_net = load_train_net()
     out = tmp / "run"
     results = train_net.main(train_args(train_net, out))
@@ -180,3 +186,38 @@ def test_resume_restores_iteration_lr_and_optimizer_state(trained: Dict) -> None
     assert (resume_dir / "model_final.pth").is_file()
     # a run restarted from 0 would have re-written the checkpoint of iteration CKPT_PERIOD - 1
     assert (resume_dir / mid).read_bytes() == mid_bytes
+
+
+def test_cpu_bfloat16_training_then_tta_evaluation(dataset: str, tmp_path: Path) -> None:
+    """SOLVER.AMP with bfloat16 trains on a CPU (detectron2's SimpleTrainer + our autocast), the
+    evaluation stays float32, and TEST.AUG adds a TTA evaluation whose results train() returns."""
+    from mask2former.config import build_config
+    from mask2former.engine import Trainer
+
+    cfg = build_config(
+        str(CONFIG),
+        ["OUTPUT_DIR", str(tmp_path), "SEED", "0", "SOLVER.MAX_ITER", "2"]
+        + ["DATASETS.TRAIN", f"('{dataset}',)", "DATASETS.TEST", f"('{dataset}',)"]
+        + ["SOLVER.AMP.ENABLED", "True", "SOLVER.AMP.DTYPE", "bfloat16"]
+        + ["TEST.AUG.ENABLED", "True", "TEST.AUG.MIN_SIZES", "(96,)"]
+        + ["MODEL.MASK_FORMER.TEST.PANOPTIC_ON", "False"]  # TTA is semantic only
+        + ["MODEL.MASK_FORMER.TEST.INSTANCE_ON", "False"],
+    )
+    trainer = Trainer(cfg)
+    seen = []  # (training, dtype of the backbone's res5) per forward
+    trainer.model.backbone.register_forward_hook(
+        lambda module, args, out: seen.append((module.training, out["res5"].dtype))
+    )
+    trainer.resume_or_load(resume=False)
+    results = trainer.train()
+
+    assert [dtype for training, dtype in seen if training] == [torch.bfloat16] * 2
+    assert {dtype for training, dtype in seen if not training} == {torch.float32}
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    losses = [m for m in read_metrics(tmp_path / "metrics.json") if "total_loss" in m]
+    assert losses and losses[-1]["iteration"] == 1
+    assert all(math.isfinite(v) for m in losses for k, v in m.items() if k.startswith("loss_"))
+    assert sorted(results) == ["sem_seg", "sem_seg_TTA"]
+    assert results is trainer.last_eval_results
+    for task in results.values():
+        assert math.isfinite(task["mIoU"]) and 0 <= task["mIoU"] <= 100

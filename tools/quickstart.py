@@ -26,7 +26,8 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 from PIL import Image
 
-from mask2former.engine import Trainer, build_config
+from mask2former.config import build_config
+from mask2former.engine import Trainer
 from mask2former.utils.visualize import draw_panoptic, load_panoptic_ground_truth, side_by_side
 
 CONFIG = (

@@ -15,7 +15,7 @@ import argparse
 from typing import Any, Dict
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import default_argument_parser, hooks, launch
+from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
@@ -36,12 +36,8 @@ def main(args: argparse.Namespace) -> Dict[str, Any]:
             verify_results(cfg, results)
         return results
 
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg)  # evaluates during and after training (with TTA if TEST.AUG.ENABLED)
     trainer.resume_or_load(resume=args.resume)
-    if cfg.TEST.AUG.ENABLED:
-        trainer.register_hooks(
-            [hooks.EvalHook(0, lambda: trainer.test_with_TTA(cfg, trainer.model))]
-        )
     return trainer.train()
 
 

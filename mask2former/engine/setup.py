@@ -1,31 +1,17 @@
-"""Config + logging setup shared by ``tools/train_net.py`` and the quick start."""
+"""Config + logging setup of ``tools/train_net.py`` (the config itself: :func:`build_config`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.engine import default_setup
-from detectron2.projects.deeplab import add_deeplab_config
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from mask2former.config import add_maskformer2_config, validate_maskformer2_config
+from mask2former.config import build_config
 
 __all__ = ["build_config", "setup"]
-
-
-def build_config(config_file: str, opts: list) -> CfgNode:
-    """Defaults (detectron2, DeepLab, Mask2Former) + ``config_file`` + ``opts``, frozen."""
-    cfg = get_cfg()
-    add_deeplab_config(cfg)
-    add_maskformer2_config(cfg)
-    if config_file:
-        cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
-    validate_maskformer2_config(cfg)
-    cfg.freeze()
-    return cfg
 
 
 def setup(args: argparse.Namespace) -> CfgNode:

@@ -1,36 +1,41 @@
-"""The Mask2Former :class:`Trainer`: detectron2's ``DefaultTrainer`` wired to this project.
+"""The Mask2Former :class:`Trainer`: detectron2's ``DefaultTrainer`` extended, not copied.
 
-What differs from ``DefaultTrainer`` (and from the official ``train_net.py`` Trainer, which this
-replaces):
+It uses only detectron2's public extension points, so that a detectron2 upgrade changes nothing
+here (``tests/engine/test_no_private_detectron2.py`` checks that no private attribute of a
+detectron2 object is used):
 
-- data: the train mapper comes from ``mask2former.data.mappers.registry``
-  (``INPUT.DATASET_MAPPER_NAME``);
-  the test loader uses detectron2's default ``DatasetMapper`` (resize only), as the official code;
-- evaluation: ``mask2former.evaluation.build_evaluator`` (by the dataset's ``evaluator_type``);
-- solver: ``mask2former.solver.build_optimizer`` / ``build_lr_scheduler``;
-- precision: ``SOLVER.AMP.{ENABLED,DTYPE}`` select float16 AMP on CUDA or bfloat16 autocast on CPU
-  (see :func:`mask2former.engine.train_loop.build_train_loop`).
+- ``DefaultTrainer.__init__`` builds everything (model, optimizer, data, DDP, the training loop,
+  LR scheduler, checkpointer with the trainer's state, hooks) through the documented classmethods
+  overridden below: the train mapper comes from ``mask2former.data.mappers.registry``
+  (``INPUT.DATASET_MAPPER_NAME``); the test loader is detectron2's default ``DatasetMapper``
+  (resize only), as in the official code; evaluators come from
+  ``mask2former.evaluation.build_evaluator`` (by the dataset's ``evaluator_type``); optimizer and
+  schedule from ``mask2former.solver``.
+- precision: ``SOLVER.AMP.{ENABLED,DTYPE}`` keep detectron2's own loops (``AMPTrainer`` on CUDA,
+  ``SimpleTrainer`` elsewhere) and add an autocast of the chosen dtype around the model's forward
+  (:mod:`mask2former.engine.precision`), which is how bfloat16 trains on a CPU.
+- evaluation: :meth:`build_hooks` swaps detectron2's evaluation hook for one calling
+  :meth:`evaluate`, which keeps the results in :attr:`last_eval_results` (returned by
+  :meth:`train`), and adds the test-time-augmentation evaluation after training when
+  ``TEST.AUG.ENABLED``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import weakref
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.data import build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import DefaultTrainer, TrainerBase, create_ddp_model
-from detectron2.evaluation import DatasetEvaluator
+from detectron2.engine import DefaultTrainer, HookBase, TrainerBase, hooks
+from detectron2.evaluation import DatasetEvaluator, verify_results
 from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
 from torch import nn
 
-from mask2former.engine.train_loop import build_train_loop
+from mask2former.engine.precision import training_autocast, uses_grad_scaler
 from mask2former.solver import build_lr_scheduler, build_optimizer
 
 logger = logging.getLogger(__name__)
@@ -45,41 +50,85 @@ def register_model_components() -> None:
     import mask2former.modeling.meta_arch.mask_former  # noqa: F401
 
 
+def _loop_config(cfg: CfgNode) -> CfgNode:
+    """``cfg`` for ``DefaultTrainer``, whose ``SOLVER.AMP.ENABLED`` selects ``AMPTrainer``.
+
+    ``AMPTrainer`` needs CUDA, so elsewhere (CPU bfloat16) detectron2 gets a copy with AMP off and
+    trains with ``SimpleTrainer``; the autocast is ours (:func:`training_autocast`).
+    """
+    if not cfg.SOLVER.AMP.ENABLED or uses_grad_scaler(cfg):
+        return cfg
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.SOLVER.AMP.ENABLED = False
+    cfg.freeze()
+    return cfg
+
+
 class Trainer(DefaultTrainer):
-    """``DefaultTrainer`` with Mask2Former's data, evaluation, solver and precision choices."""
+    """``DefaultTrainer`` with Mask2Former's data, evaluation, solver and precision choices.
+
+    Attributes (besides ``DefaultTrainer``'s):
+        autocast: the :class:`~mask2former.engine.precision.TrainingAutocast` around the model's
+            training forward, or None (float32).
+        last_eval_results: what the latest evaluation during training returned (with the
+            ``*_TTA`` results merged in after training when ``TEST.AUG.ENABLED``), or None.
+
+    On a device other than CUDA with ``SOLVER.AMP.ENABLED``, ``self.cfg`` (the config detectron2
+    trained with) has ``SOLVER.AMP.ENABLED`` False: the mixed precision is ``self.autocast``.
+    """
 
     def __init__(self, cfg: CfgNode) -> None:
-        # Same as DefaultTrainer.__init__, except the training loop comes from build_train_loop.
-        TrainerBase.__init__(self)
-        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
-            setup_logger()
-        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        self.last_eval_results: Optional[Dict[str, Any]] = None
+        super().__init__(_loop_config(cfg))
+        self.autocast = training_autocast(cfg)
+        if self.autocast is not None:
+            self.autocast.attach(self.model)
 
-        model = self.build_model(cfg)
-        optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
-        model = create_ddp_model(model, broadcast_buffers=False)
-        self._trainer = build_train_loop(
-            model,
-            data_loader,
-            optimizer,
-            amp_enabled=cfg.SOLVER.AMP.ENABLED,
-            amp_dtype=cfg.SOLVER.AMP.DTYPE,
-            device=cfg.MODEL.DEVICE,
-        )
-        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(
-            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
-        )
-        self.start_iter = 0
-        self.max_iter = cfg.SOLVER.MAX_ITER
-        self.cfg = cfg
-        self.register_hooks(self.build_hooks())
+    def build_hooks(self) -> List[Optional[HookBase]]:
+        """detectron2's default hooks, evaluating through :meth:`evaluate` (then TTA if enabled).
+
+        detectron2's evaluation hook stores its results in a private attribute; ours, in the same
+        place of the list (after the checkpointer, before the writers), keeps them in
+        :attr:`last_eval_results`.
+        """
+        evaluation: List[Optional[HookBase]] = [
+            hooks.EvalHook(self.cfg.TEST.EVAL_PERIOD, self.evaluate)
+        ]
+        if self.cfg.TEST.AUG.ENABLED:
+            evaluation.append(hooks.EvalHook(0, self.evaluate_with_tta))
+        hook_list = super().build_hooks()
+        for i, hook in enumerate(hook_list):
+            if isinstance(hook, hooks.EvalHook):
+                return hook_list[:i] + evaluation + hook_list[i + 1 :]
+        writers = [i for i, h in enumerate(hook_list) if isinstance(h, hooks.PeriodicWriter)]
+        at = writers[0] if writers else len(hook_list)
+        return hook_list[:at] + evaluation + hook_list[at:]
+
+    def evaluate(self) -> Dict[str, Any]:
+        """Evaluate the model on ``DATASETS.TEST``; keep the results in ``last_eval_results``."""
+        self.last_eval_results = self.test(self.cfg, self.model)
+        return self.last_eval_results
+
+    def evaluate_with_tta(self) -> Dict[str, Any]:
+        """:meth:`test_with_TTA` on the model; its results are merged into ``last_eval_results``."""
+        results = self.test_with_TTA(self.cfg, self.model)
+        self.last_eval_results = {**(self.last_eval_results or {}), **results}
+        return results
 
     def train(self) -> Optional[Dict[str, Any]]:
-        """Run training; return the results of the last evaluation (None if none ran)."""
-        super().train()
-        return getattr(self, "_last_eval_results", None)
+        """Run training; return the results of the last evaluation (None if none ran).
+
+        ``DefaultTrainer.train`` documents this return value but only returns (and checks against
+        ``TEST.EXPECTED_RESULTS``) the results that its own evaluation hook, replaced here, saves
+        in a private attribute. This runs the same loop and does the same check with ours.
+        """
+        TrainerBase.train(self, self.start_iter, self.max_iter)
+        if len(self.cfg.TEST.EXPECTED_RESULTS) and comm.is_main_process():
+            if self.last_eval_results is None:
+                raise RuntimeError("TEST.EXPECTED_RESULTS is set but no evaluation ran")
+            verify_results(self.cfg, self.last_eval_results)
+        return self.last_eval_results
 
     @classmethod
     def build_model(cls, cfg: CfgNode) -> nn.Module:

@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 import mask2former  # noqa: F401  (registers the model)
-from mask2former.config import add_maskformer2_config
+from mask2former.config import build_config
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = {
@@ -29,11 +28,7 @@ SIZES = ((512, 512), (800, 1088))
 
 
 def time_forward(config: str, size: tuple[int, int], repeats: int) -> dict:
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(str(REPO / config))
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.WEIGHTS = ""
+    cfg = build_config(str(REPO / config), ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""])
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     image = torch.randint(0, 256, (3, *size), dtype=torch.uint8)
