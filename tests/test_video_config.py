@@ -6,6 +6,7 @@ from typing import Any, Dict, List
 import pytest
 import yaml
 from detectron2.config import CfgNode, get_cfg
+from test_config import _flatten, _get  # the image config tests' dump helpers
 
 from mask2former import (
     add_maskformer2_config,
@@ -177,31 +178,6 @@ def load_video_config(*paths: Path) -> CfgNode:
     for path in paths:
         cfg.merge_from_file(str(path))
     return cfg
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    flat: Dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = _plain(value)
-    return flat
-
-
-def _get(cfg: CfgNode, dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return _plain(node)
 
 
 def test_official_video_defaults() -> None:

@@ -21,6 +21,7 @@ from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 
+from .instance_evaluation import unmap_category_ids
 from .registry import EVALUATOR_REGISTRY
 from .ytvis_eval import YTVISEvalResult, evaluate_ytvis
 
@@ -157,20 +158,6 @@ class YTVISEvaluator(DatasetEvaluator):
         with PathManager.open(json_file) as f:
             return json.load(f)
 
-    def _to_dataset_ids(self, predictions: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-        id_map = self._metadata.get("thing_dataset_id_to_contiguous_id")
-        if id_map is None:
-            return predictions
-        reverse = {contiguous: dataset_id for dataset_id, contiguous in id_map.items()}
-        for prediction in predictions:
-            label = prediction["category_id"]
-            if label not in reverse:
-                raise ValueError(
-                    f"A prediction for video {prediction['video_id']} has class {label}, but "
-                    f"dataset {self._dataset_name!r} has classes 0..{len(reverse) - 1}"
-                )
-        return [dict(p, category_id=reverse[p["category_id"]]) for p in predictions]
-
     def evaluate(self) -> Dict[str, Dict[str, float]]:
         """Write ``results.json`` and return the metrics (empty on non-main processes and for
         splits without annotations)."""
@@ -181,7 +168,8 @@ class YTVISEvaluator(DatasetEvaluator):
             if not comm.is_main_process():
                 return {}
         ground_truth = self._load_ground_truth()
-        predictions = self._to_dataset_ids(predictions)
+        predictions = [dict(p) for p in predictions]  # keep ours contiguous
+        unmap_category_ids(predictions, self._metadata)
         if not predictions:
             logger.warning(f"No predictions for {self._dataset_name!r}: every metric is 0.")
         if self._output_dir:
