@@ -217,6 +217,8 @@ def validate_maskformer2_config(cfg: CN) -> None:
     Logs a warning (once per key and process) for ignored keys set to a value the model does not
     honour (``MODEL.MASK_FORMER.ENC_LAYERS``,
     ``MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS``).
+    Configs with the video keys (:func:`mask2former.add_maskformer2_video_config`) are also checked
+    by :func:`mask2former.video_config.validate_maskformer2_video_config`.
     """
     mf = cfg.MODEL.MASK_FORMER
     _check(mf.DEC_LAYERS >= 1, "MODEL.MASK_FORMER.DEC_LAYERS", mf.DEC_LAYERS, "must be >= 1")
@@ -280,6 +282,10 @@ def validate_maskformer2_config(cfg: CN) -> None:
             f"MODEL.MASK_FORMER.ENC_LAYERS={mf.ENC_LAYERS} is ignored: the transformer encoder is "
             "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS (in the pixel decoder).",
         )
+    if "SAMPLING_FRAME_NUM" in cfg.INPUT:
+        from .video_config import validate_maskformer2_video_config
+
+        validate_maskformer2_video_config(cfg)
 
 
 def build_config(config_file: str, opts: Sequence[str] = ()) -> CN:
@@ -294,8 +300,11 @@ def build_config(config_file: str, opts: Sequence[str] = ()) -> CN:
         ValueError: naming the key and value, for a value the model cannot run with.
     """
     check_detectron2_version()
+    from .video_config import add_maskformer2_video_config
+
     cfg = get_cfg()
     add_maskformer2_config(cfg)
+    add_maskformer2_video_config(cfg)  # harmless for image configs; lets video YAML files merge
     if config_file:
         cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))

@@ -6,13 +6,16 @@ from .datasets import (
     register_instance_dataset,
     register_panoptic_dataset,
     register_semantic_dataset,
+    register_ytvis_instances,
 )
-from .mappers import DATASET_MAPPER_REGISTRY, build_dataset_mapper
+from .mappers import DATASET_MAPPER_REGISTRY, build_dataset_mapper, build_video_dataset_mapper
 
 __all__ = [
     "DATASET_MAPPER_REGISTRY",
     "build_dataset_mapper",
+    "build_video_dataset_mapper",
     "register_instance_dataset",
     "register_panoptic_dataset",
     "register_semantic_dataset",
+    "register_ytvis_instances",
 ]

@@ -3,11 +3,17 @@
 from . import evaluator_factories  # noqa: F401  (registers the built-in evaluator factories)
 from .instance_evaluation import InstanceSegEvaluator, fast_coco_eval_available
 from .registry import EVALUATOR_REGISTRY, EvaluatorFactory, build_evaluator
+from .ytvis_eval import YTVISEvalResult, evaluate_ytvis
+from .ytvis_evaluation import YTVISEvaluator, video_output_to_ytvis_results
 
 __all__ = [
     "EVALUATOR_REGISTRY",
     "EvaluatorFactory",
     "InstanceSegEvaluator",
+    "YTVISEvalResult",
+    "YTVISEvaluator",
     "build_evaluator",
+    "evaluate_ytvis",
     "fast_coco_eval_available",
+    "video_output_to_ytvis_results",
 ]

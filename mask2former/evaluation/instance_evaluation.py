@@ -9,12 +9,13 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
+from detectron2.data import Metadata
 from detectron2.evaluation import COCOEvaluator
 from detectron2.evaluation.coco_evaluation import _evaluate_predictions_on_coco
 from detectron2.utils.file_io import PathManager
 from pycocotools.cocoeval import COCOeval
 
-__all__ = ["InstanceSegEvaluator", "fast_coco_eval_available"]
+__all__ = ["InstanceSegEvaluator", "fast_coco_eval_available", "unmap_category_ids"]
 
 
 def fast_coco_eval_available() -> bool:
@@ -24,6 +25,27 @@ def fast_coco_eval_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def unmap_category_ids(results: List[Dict[str, Any]], metadata: Metadata) -> None:
+    """Replace each result's contiguous ``category_id`` by the dataset id of
+    ``metadata.thing_dataset_id_to_contiguous_id``, in place (nothing when the map is absent).
+
+    Raises:
+        ValueError: a ``category_id`` that is not a contiguous id of the map.
+    """
+    dataset_id_to_contiguous_id = metadata.get("thing_dataset_id_to_contiguous_id")
+    if dataset_id_to_contiguous_id is None:
+        return
+    reverse_id_mapping = {v: k for k, v in dataset_id_to_contiguous_id.items()}
+    for result in results:
+        category_id = result["category_id"]
+        if category_id not in reverse_id_mapping:
+            raise ValueError(
+                f"A prediction has class {category_id}, but dataset {metadata.name!r} only has "
+                f"thing classes {sorted(reverse_id_mapping)} (contiguous ids)."
+            )
+        result["category_id"] = reverse_id_mapping[category_id]
 
 
 class InstanceSegEvaluator(COCOEvaluator):
@@ -67,19 +89,7 @@ class InstanceSegEvaluator(COCOEvaluator):
 
     def _unmap_category_ids(self, coco_results: List[Dict[str, Any]]) -> None:
         """Replace each result's contiguous ``category_id`` by the dataset id, in place."""
-        dataset_id_to_contiguous_id = self._metadata.get("thing_dataset_id_to_contiguous_id")
-        if dataset_id_to_contiguous_id is None:
-            return
-        reverse_id_mapping = {v: k for k, v in dataset_id_to_contiguous_id.items()}
-        for result in coco_results:
-            category_id = result["category_id"]
-            if category_id not in reverse_id_mapping:
-                raise ValueError(
-                    f"A prediction has class {category_id}, but dataset "
-                    f"{self._metadata.name!r} only has thing classes "
-                    f"{sorted(reverse_id_mapping)} (contiguous ids)."
-                )
-            result["category_id"] = reverse_id_mapping[category_id]
+        unmap_category_ids(coco_results, self._metadata)
 
     def _eval_predictions(
         self, predictions: List[Dict[str, Any]], img_ids: Optional[List[int]] = None

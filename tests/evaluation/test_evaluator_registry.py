@@ -19,6 +19,7 @@ from detectron2.evaluation import (
 from mask2former.evaluation import (
     EVALUATOR_REGISTRY,
     InstanceSegEvaluator,
+    YTVISEvaluator,
     build_evaluator,
     evaluator_factories,
 )
@@ -135,6 +136,13 @@ def datasets(tmp_path_factory) -> Dict[str, str]:
             gt_dir=gt_dir,
             **PANOPTIC_META,
         ),
+        # YouTube-VIS video instance segmentation (register_ytvis_instances).
+        "ytvis": register(
+            "m2f_test_registry_ytvis",
+            [],
+            evaluator_type="ytvis",
+            json_file=str(SAMPLES / "ytvis_golden" / "gt.json"),
+        ),
     }
 
 
@@ -162,6 +170,7 @@ EXPECTED_ALL_ON = {
         CityscapesSemSegEvaluator,
         CityscapesInstanceEvaluator,
     ],
+    "ytvis": [YTVISEvaluator],
 }
 
 

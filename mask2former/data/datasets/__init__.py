@@ -1,10 +1,12 @@
-"""Dataset registration: generic ``register_*`` functions and the builtin Mask2Former datasets.
+"""Dataset registration: generic ``register_*`` functions and the builtin Mask2Former datasets
+(image and video).
 
 Importing this package registers the builtin datasets (no file access; paths are resolved against
 ``$DETECTRON2_DATASETS`` when used).
 """
 
 from .builtin import register_all_builtin
+from .builtin_video import register_all_video_builtin
 from .dataset_root import RootRelativeMetadata, dataset_root
 from .loaders import load_panoptic_json, load_semantic_dataset
 from .register import (
@@ -13,17 +15,23 @@ from .register import (
     register_panoptic_dataset,
     register_semantic_dataset,
 )
+from .ytvis import load_ytvis_json, register_ytvis_instances, ytvis_metadata
 
 __all__ = [
     "RootRelativeMetadata",
     "dataset_root",
     "load_panoptic_json",
     "load_semantic_dataset",
+    "load_ytvis_json",
     "panoptic_metadata",
     "register_all_builtin",
+    "register_all_video_builtin",
     "register_instance_dataset",
     "register_panoptic_dataset",
     "register_semantic_dataset",
+    "register_ytvis_instances",
+    "ytvis_metadata",
 ]
 
 register_all_builtin()
+register_all_video_builtin()

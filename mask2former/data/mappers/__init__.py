@@ -6,15 +6,25 @@ from .lsj import COCOInstanceNewBaselineDatasetMapper, COCOPanopticNewBaselineDa
 from .panoptic import MaskFormerPanopticDatasetMapper
 from .registry import DATASET_MAPPER_REGISTRY, build_dataset_mapper
 from .semantic import MaskFormerSemanticDatasetMapper
+from .video import (
+    CLIP_MAPPER_NAMES,
+    CocoClipDatasetMapper,
+    YTVISDatasetMapper,
+    build_video_dataset_mapper,
+)
 
 __all__ = [
+    "CLIP_MAPPER_NAMES",
     "COCOInstanceNewBaselineDatasetMapper",
     "COCOPanopticNewBaselineDatasetMapper",
+    "CocoClipDatasetMapper",
     "ColorAugSSDTransform",
     "DATASET_MAPPER_REGISTRY",
     "MaskFormerInstanceDatasetMapper",
     "MaskFormerPanopticDatasetMapper",
     "MaskFormerSemanticDatasetMapper",
+    "YTVISDatasetMapper",
     "build_dataset_mapper",
     "build_lsj_augmentations",
+    "build_video_dataset_mapper",
 ]

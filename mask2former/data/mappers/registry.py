@@ -2,7 +2,9 @@
 """Registry of dataset mappers, chosen by ``cfg.INPUT.DATASET_MAPPER_NAME``.
 
 Registered names are the official Mask2Former ones: ``coco_instance_lsj``, ``coco_panoptic_lsj``,
-``mask_former_semantic``, ``mask_former_panoptic``, ``mask_former_instance``.
+``mask_former_semantic``, ``mask_former_panoptic``, ``mask_former_instance``; and the clip mappers
+of Video Mask2Former (which the official code picks by dataset name, without a config value):
+``ytvis_clip`` (``YTVISDatasetMapper``) and ``coco_clip`` (``CocoClipDatasetMapper``).
 """
 
 from typing import Any, Callable, Dict, TypeVar
