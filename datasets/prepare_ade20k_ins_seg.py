@@ -11,23 +11,22 @@ class id 1..100, G = instance id, 0 = none). Category ids are the contiguous sem
 Usage: ``python datasets/prepare_ade20k_ins_seg.py [--root $DETECTRON2_DATASETS]``
 """
 
-import argparse
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 from PIL import Image
 
-from mask2former.data.datasets.categories.ade20k import ADE20K_INSTANCE_CATEGORIES
-from mask2former.data.panoptic_format import coco_instance_annotation
+from mask2former.data.datasets.categories.ade20k import (
+    ADE20K_INSTANCE_CATEGORIES,
+    ade20k_instances,
+)
+from mask2former.data.panoptic_format import coco_instance_annotation, write_json
+from mask2former.data.prepare_cli import TRAIN_VAL_SPLITS, parse_prepare_args, prepare_parser
 
 logger = logging.getLogger("prepare_ade20k_ins_seg")
 
-SPLITS = (("train", "training"), ("val", "validation"))
-INSTANCE_TO_SEMANTIC: Dict[int, int] = {ins: sem for ins, sem, _ in ADE20K_INSTANCE_CATEGORIES}
 CATEGORIES: List[Dict] = [{"id": sem, "name": name} for _, sem, name in ADE20K_INSTANCE_CATEGORIES]
 
 
@@ -36,21 +35,10 @@ def ade20k_instance_annotations(
 ) -> List[Dict]:
     """COCO annotations (RLE masks) of the instances of one ``[H, W, 3]`` instance PNG, with ids
     ``first_annotation_id, first_annotation_id + 1, ...``."""
-    annotations = []
-    for instance_id in np.unique(instance[..., 1]):
-        if instance_id == 0:
-            continue
-        mask = instance[..., 1] == instance_id
-        classes = np.unique(instance[..., 0][mask])
-        if len(classes) != 1 or int(classes[0]) not in INSTANCE_TO_SEMANTIC:
-            raise ValueError(
-                f"Instance annotation {file_name!r}: instance {int(instance_id)} has class ids "
-                f"{classes.tolist()}, expected exactly one in 1..{len(INSTANCE_TO_SEMANTIC)}"
-            )
-        category = INSTANCE_TO_SEMANTIC[int(classes[0])]
-        annotation_id = first_annotation_id + len(annotations)
-        annotations.append(coco_instance_annotation(mask, annotation_id, image_id, category))
-    return annotations
+    return [
+        coco_instance_annotation(mask, first_annotation_id + i, image_id, category)
+        for i, (mask, category) in enumerate(ade20k_instances(instance, file_name))
+    ]
 
 
 def convert_split(ade_dir: Path, split: str, dirname: str) -> Dict:
@@ -76,22 +64,14 @@ def convert_split(ade_dir: Path, split: str, dirname: str) -> Dict:
             instance, image_id, len(annotations) + 1, str(instance_file)
         )
     content = {"images": images, "annotations": annotations, "categories": CATEGORIES}
-    with open(ade_dir / f"ade20k_instance_{split}.json", "w") as f:
-        json.dump(content, f)
+    write_json(ade_dir / f"ade20k_instance_{split}.json", content)
     return content
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--root",
-        default=os.getenv("DETECTRON2_DATASETS", "datasets"),
-        help="dataset root with ADEChallengeData2016/ (default: $DETECTRON2_DATASETS or datasets)",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    for split, dirname in SPLITS:
-        content = convert_split(Path(args.root) / "ADEChallengeData2016", split, dirname)
+    root = parse_prepare_args(prepare_parser(__doc__, "ADEChallengeData2016"), argv).root
+    for split, dirname in TRAIN_VAL_SPLITS:
+        content = convert_split(root / "ADEChallengeData2016", split, dirname)
         logger.info(f"{split}: {len(content['annotations'])} instances")
 
 

@@ -13,10 +13,7 @@ G = instance id, 0 = none) and are pasted over the stuff.
 Usage: ``python datasets/prepare_ade20k_pan_seg.py [--root $DETECTRON2_DATASETS]``
 """
 
-import argparse
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -25,29 +22,16 @@ from panopticapi.utils import IdGenerator
 from PIL import Image
 
 from mask2former.data.datasets.categories.ade20k import (
-    ADE20K_INSTANCE_CATEGORIES,
+    ADE20K_INSTANCE_TO_SEMANTIC,
     ade20k_150_categories,
+    ade20k_instances,
 )
-from mask2former.data.panoptic_format import id_to_rgb, panoptic_segment_info
+from mask2former.data.panoptic_format import id_to_rgb, panoptic_segment_info, write_json
+from mask2former.data.prepare_cli import TRAIN_VAL_SPLITS, parse_prepare_args, prepare_parser
 
 logger = logging.getLogger("prepare_ade20k_pan_seg")
 
-SPLITS = (("train", "training"), ("val", "validation"))
-# instance class id (red channel of the instance PNGs) -> contiguous semantic id
-INSTANCE_TO_SEMANTIC: Dict[int, int] = {ins: sem for ins, sem, _ in ADE20K_INSTANCE_CATEGORIES}
 IGNORE = 255
-
-
-def instance_category(instance: np.ndarray, mask: np.ndarray, file_name: str) -> int:
-    """Contiguous semantic id of the instance covering ``mask`` in an instance PNG
-    (``[H, W, 3]``: R = instance class id, G = instance id)."""
-    classes = np.unique(instance[..., 0][mask])
-    if len(classes) != 1 or int(classes[0]) not in INSTANCE_TO_SEMANTIC:
-        raise ValueError(
-            f"Instance annotation {file_name!r}: an instance has class ids {classes.tolist()}, "
-            f"expected exactly one in 1..{len(INSTANCE_TO_SEMANTIC)}"
-        )
-    return INSTANCE_TO_SEMANTIC[int(classes[0])]
 
 
 def ade20k_panoptic(
@@ -70,7 +54,7 @@ def ade20k_panoptic(
             "differ in size"
         )
     categories = semantic - np.uint8(1)  # 0 (other) -> 255
-    things = set(INSTANCE_TO_SEMANTIC.values())
+    things = set(ADE20K_INSTANCE_TO_SEMANTIC.values())
     ids = np.zeros(semantic.shape, dtype=np.int64)
     segment_categories = {}
     for category in np.unique(categories):
@@ -79,11 +63,7 @@ def ade20k_panoptic(
         segment_id, _ = id_generator.get_id_and_color(int(category))
         ids[categories == category] = segment_id
         segment_categories[segment_id] = int(category)
-    for instance_id in np.unique(instance[..., 1]):
-        if instance_id == 0:
-            continue
-        mask = instance[..., 1] == instance_id
-        category = instance_category(instance, mask, file_name)
+    for mask, category in ade20k_instances(instance, file_name):
         segment_id, _ = id_generator.get_id_and_color(category)
         ids[mask] = segment_id
         segment_categories[segment_id] = category
@@ -131,22 +111,14 @@ def convert_split(ade_dir: Path, split: str, dirname: str) -> Dict:
             {"image_id": image_id, "file_name": f"{image_id}.png", "segments_info": segments}
         )
     content = {"images": images, "annotations": annotations, "categories": categories}
-    with open(ade_dir / f"ade20k_panoptic_{split}.json", "w") as f:
-        json.dump(content, f)
+    write_json(ade_dir / f"ade20k_panoptic_{split}.json", content)
     return content
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--root",
-        default=os.getenv("DETECTRON2_DATASETS", "datasets"),
-        help="dataset root with ADEChallengeData2016/ (default: $DETECTRON2_DATASETS or datasets)",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    for split, dirname in SPLITS:
-        content = convert_split(Path(args.root) / "ADEChallengeData2016", split, dirname)
+    root = parse_prepare_args(prepare_parser(__doc__, "ADEChallengeData2016"), argv).root
+    for split, dirname in TRAIN_VAL_SPLITS:
+        content = convert_split(root / "ADEChallengeData2016", split, dirname)
         logger.info(f"{split}: {len(content['annotations'])} panoptic annotations")
 
 

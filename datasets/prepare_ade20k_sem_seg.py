@@ -9,19 +9,18 @@
 Usage: ``python datasets/prepare_ade20k_sem_seg.py [--root $DETECTRON2_DATASETS]``
 """
 
-import argparse
 import logging
-import os
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 from PIL import Image
 
+from mask2former.data.prepare_cli import TRAIN_VAL_SPLITS, parse_prepare_args, prepare_parser
+
 logger = logging.getLogger("prepare_ade20k_sem_seg")
 
 NUM_CLASSES = 150
-SPLITS = ("training", "validation")
 
 
 def convert_ade20k_label(label: np.ndarray, file_name: str = "<array>") -> np.ndarray:
@@ -53,16 +52,9 @@ def convert_split(annotation_dir: Path, output_dir: Path) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--root",
-        default=os.getenv("DETECTRON2_DATASETS", "datasets"),
-        help="dataset root with ADEChallengeData2016/ (default: $DETECTRON2_DATASETS or datasets)",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    ade = Path(args.root) / "ADEChallengeData2016"
-    for split in SPLITS:
+    root = parse_prepare_args(prepare_parser(__doc__, "ADEChallengeData2016"), argv).root
+    ade = root / "ADEChallengeData2016"
+    for _, split in TRAIN_VAL_SPLITS:
         count = convert_split(ade / "annotations" / split, ade / "annotations_detectron2" / split)
         logger.info(f"{split}: converted {count} label maps")
 

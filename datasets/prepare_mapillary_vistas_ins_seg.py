@@ -11,10 +11,8 @@ panoptic ids (1..65), so the json matches ``mapillary_vistas_panoptic_{train,val
 Usage: ``python datasets/prepare_mapillary_vistas_ins_seg.py [--root $DETECTRON2_DATASETS]``
 """
 
-import argparse
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Collection, Dict, List, Optional, Sequence
 
@@ -22,11 +20,10 @@ import numpy as np
 from PIL import Image
 
 from mask2former.data.datasets.categories.mapillary_vistas import mapillary_vistas_categories
-from mask2former.data.panoptic_format import coco_instance_annotation, rgb_to_id
+from mask2former.data.panoptic_format import coco_instance_annotation, rgb_to_id, write_json
+from mask2former.data.prepare_cli import TRAIN_VAL_SPLITS, parse_prepare_args, prepare_parser
 
 logger = logging.getLogger("prepare_mapillary_vistas_ins_seg")
-
-SPLITS = (("train", "training"), ("val", "validation"))
 
 
 def panoptic_to_instance_annotations(
@@ -91,22 +88,14 @@ def convert_panoptic_json(panoptic_json: Path, panoptic_root: Path, categories: 
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--root",
-        default=os.getenv("DETECTRON2_DATASETS", "datasets"),
-        help="dataset root holding mapillary_vistas/ (default: $DETECTRON2_DATASETS or datasets)",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    root = Path(args.root) / "mapillary_vistas"
-    for split, dirname in SPLITS:
-        panoptic_dir = root / dirname / "panoptic"
+    root = parse_prepare_args(prepare_parser(__doc__, "mapillary_vistas"), argv).root
+    mapillary = root / "mapillary_vistas"
+    for split, dirname in TRAIN_VAL_SPLITS:
+        panoptic_dir = mapillary / dirname / "panoptic"
         content = convert_panoptic_json(
             panoptic_dir / "panoptic_2018.json", panoptic_dir, mapillary_vistas_categories()
         )
-        with open(root / f"mapillary_vistas_instance_{split}.json", "w") as f:
-            json.dump(content, f)
+        write_json(mapillary / f"mapillary_vistas_instance_{split}.json", content)
         logger.info(f"{split}: {len(content['annotations'])} instances")
 
 

@@ -126,14 +126,15 @@ class SemanticFamily:
     dataset_ids: Optional[Callable[[], List[int]]] = None  # dataset id of each class
 
 
-_TRAIN_VAL = (("train", "training"), ("val", "validation"))
+# (split name in dataset and file names, split folder of the ADE20K / Mapillary Vistas releases).
+TRAIN_VAL_SPLITS: Tuple[Tuple[str, str], ...] = (("train", "training"), ("val", "validation"))
 
 BUILTIN_SEMANTIC: Tuple[SemanticFamily, ...] = (
     SemanticFamily(
         "ade20k_sem_seg_{split}",
         "ADEChallengeData2016/images/{split}",
         "ADEChallengeData2016/annotations_detectron2/{split}",
-        _TRAIN_VAL,
+        TRAIN_VAL_SPLITS,
         lambda: ADE20K_150_CLASSES,
         colors=lambda: ADE20K_150_COLORS,
     ),
@@ -141,7 +142,7 @@ BUILTIN_SEMANTIC: Tuple[SemanticFamily, ...] = (
         "ade20k_full_sem_seg_{split}",
         "ADE20K_2021_17_01/images_detectron2/{split}",
         "ADE20K_2021_17_01/annotations_detectron2/{split}",
-        _TRAIN_VAL,
+        TRAIN_VAL_SPLITS,
         lambda: [name for _, name in ADE20K_FULL_CATEGORIES],
         ignore_label=65535,  # labels are 16-bit TIFFs (847 classes)
         gt_ext="tif",
@@ -151,7 +152,7 @@ BUILTIN_SEMANTIC: Tuple[SemanticFamily, ...] = (
         "mapillary_vistas_sem_seg_{split}",
         "mapillary_vistas/{split}/images",
         "mapillary_vistas/{split}/labels",
-        _TRAIN_VAL,
+        TRAIN_VAL_SPLITS,
         lambda: [c["name"] for c in mapillary_vistas_categories()],
         colors=lambda: [c["color"] for c in mapillary_vistas_categories()],
         ignore_label=MAPILLARY_VISTAS_IGNORE_LABEL,
@@ -173,7 +174,7 @@ BUILTIN_INSTANCE: Tuple[Tuple[str, str, str], ...] = tuple(
         f"ADEChallengeData2016/images/{dirname}",
         f"ADEChallengeData2016/ade20k_instance_{split}.json",
     )
-    for split, dirname in _TRAIN_VAL
+    for split, dirname in TRAIN_VAL_SPLITS
 )
 
 
