@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
-from PIL import Image
 
+from mask2former.data import prepare
 from mask2former.data.datasets.categories.ade20k import (
     ADE20K_INSTANCE_CATEGORIES,
     ade20k_instances,
 )
 from mask2former.data.panoptic_format import coco_instance_annotation, write_json
-from mask2former.data.prepare_cli import TRAIN_VAL_SPLITS, parse_prepare_args, prepare_parser
 
 logger = logging.getLogger("prepare_ade20k_ins_seg")
 
@@ -43,36 +42,27 @@ def ade20k_instance_annotations(
 
 def convert_split(ade_dir: Path, split: str, dirname: str) -> Dict:
     """Write ``ade20k_instance_{split}.json``; returns its content."""
-    ade_dir = Path(ade_dir)
-    image_dir = ade_dir / "images" / dirname
-    instance_dir = ade_dir / "annotations_instance" / dirname
-    for folder in (image_dir, instance_dir):
-        if not folder.is_dir():
-            raise FileNotFoundError(f"ADE20K folder not found: {str(folder)!r}")
-    images, annotations = [], []
-    for image_file in sorted(image_dir.glob("*.jpg")):
-        image_id = image_file.stem
-        width, height = Image.open(image_file).size
-        instance_file = instance_dir / f"{image_id}.png"
-        instance = np.asarray(Image.open(instance_file).convert("RGB"))
-        if instance.shape[:2] != (height, width):
-            raise ValueError(f"{str(instance_file)!r} size differs from image {str(image_file)!r}")
-        images.append(
-            {"id": image_id, "file_name": image_file.name, "width": width, "height": height}
-        )
+    image_dir = Path(ade_dir) / "images" / dirname
+    instance_dir = Path(ade_dir) / "annotations_instance" / dirname
+    prepare.require_folders(image_dir, instance_dir)
+    images = prepare.image_entries(image_dir)
+    annotations: List[Dict] = []
+    for image in images:
+        instance_file = instance_dir / f"{image['id']}.png"
+        instance = prepare.read_label_png(instance_file, image, "RGB")
         annotations += ade20k_instance_annotations(
-            instance, image_id, len(annotations) + 1, str(instance_file)
+            instance, image["id"], len(annotations) + 1, str(instance_file)
         )
     content = {"images": images, "annotations": annotations, "categories": CATEGORIES}
-    write_json(ade_dir / f"ade20k_instance_{split}.json", content)
+    write_json(Path(ade_dir) / f"ade20k_instance_{split}.json", content)
     return content
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    root = parse_prepare_args(prepare_parser(__doc__, "ADEChallengeData2016"), argv).root
-    for split, dirname in TRAIN_VAL_SPLITS:
-        content = convert_split(root / "ADEChallengeData2016", split, dirname)
-        logger.info(f"{split}: {len(content['annotations'])} instances")
+    ade = prepare.dataset_folder(__doc__, "ADEChallengeData2016", argv)
+    prepare.for_each_split(
+        lambda split, dirname: len(convert_split(ade, split, dirname)["annotations"]), "instances"
+    )
 
 
 if __name__ == "__main__":

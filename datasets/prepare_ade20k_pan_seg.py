@@ -21,13 +21,13 @@ import numpy as np
 from panopticapi.utils import IdGenerator
 from PIL import Image
 
+from mask2former.data import prepare
 from mask2former.data.datasets.categories.ade20k import (
     ADE20K_INSTANCE_TO_SEMANTIC,
     ade20k_150_categories,
     ade20k_instances,
 )
 from mask2former.data.panoptic_format import id_to_rgb, panoptic_segment_info, write_json
-from mask2former.data.prepare_cli import TRAIN_VAL_SPLITS, parse_prepare_args, prepare_parser
 
 logger = logging.getLogger("prepare_ade20k_pan_seg")
 
@@ -78,48 +78,39 @@ def ade20k_panoptic(
 def convert_split(ade_dir: Path, split: str, dirname: str) -> Dict:
     """Write ``ade20k_panoptic_{split}/`` PNGs and ``ade20k_panoptic_{split}.json``; returns the
     json content."""
-    ade_dir = Path(ade_dir)
-    image_dir = ade_dir / "images" / dirname
-    semantic_dir = ade_dir / "annotations" / dirname
-    instance_dir = ade_dir / "annotations_instance" / dirname
-    for folder in (image_dir, semantic_dir, instance_dir):
-        if not folder.is_dir():
-            raise FileNotFoundError(f"ADE20K folder not found: {str(folder)!r}")
-    out_folder = ade_dir / f"ade20k_panoptic_{split}"
+    image_dir = Path(ade_dir) / "images" / dirname
+    semantic_dir = Path(ade_dir) / "annotations" / dirname
+    instance_dir = Path(ade_dir) / "annotations_instance" / dirname
+    prepare.require_folders(image_dir, semantic_dir, instance_dir)
+    out_folder = Path(ade_dir) / f"ade20k_panoptic_{split}"
     out_folder.mkdir(parents=True, exist_ok=True)
     categories = ade20k_150_categories()
     id_generator_categories = {c["id"]: c for c in categories}
 
-    images, annotations = [], []
-    for image_file in sorted(image_dir.glob("*.jpg")):
-        image_id = image_file.stem
-        width, height = Image.open(image_file).size
-        semantic_file = semantic_dir / f"{image_id}.png"
-        instance_file = instance_dir / f"{image_id}.png"
-        semantic = np.asarray(Image.open(semantic_file))
-        instance = np.asarray(Image.open(instance_file).convert("RGB"))
-        if semantic.shape != (height, width):
-            raise ValueError(f"{str(semantic_file)!r} size differs from image {str(image_file)!r}")
+    images = prepare.image_entries(image_dir)
+    annotations = []
+    for image in images:
+        file_name = f"{image['id']}.png"
+        semantic = prepare.read_label_png(semantic_dir / file_name, image)
+        instance = prepare.read_label_png(instance_dir / file_name, image, "RGB")
         color, segments = ade20k_panoptic(
-            semantic, instance, IdGenerator(id_generator_categories), str(instance_file)
+            semantic, instance, IdGenerator(id_generator_categories), str(instance_dir / file_name)
         )
-        Image.fromarray(color).save(out_folder / f"{image_id}.png")
-        images.append(
-            {"id": image_id, "file_name": image_file.name, "width": width, "height": height}
-        )
+        Image.fromarray(color).save(out_folder / file_name)
         annotations.append(
-            {"image_id": image_id, "file_name": f"{image_id}.png", "segments_info": segments}
+            {"image_id": image["id"], "file_name": file_name, "segments_info": segments}
         )
     content = {"images": images, "annotations": annotations, "categories": categories}
-    write_json(ade_dir / f"ade20k_panoptic_{split}.json", content)
+    write_json(Path(ade_dir) / f"ade20k_panoptic_{split}.json", content)
     return content
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    root = parse_prepare_args(prepare_parser(__doc__, "ADEChallengeData2016"), argv).root
-    for split, dirname in TRAIN_VAL_SPLITS:
-        content = convert_split(root / "ADEChallengeData2016", split, dirname)
-        logger.info(f"{split}: {len(content['annotations'])} panoptic annotations")
+    ade = prepare.dataset_folder(__doc__, "ADEChallengeData2016", argv)
+    prepare.for_each_split(
+        lambda split, dirname: len(convert_split(ade, split, dirname)["annotations"]),
+        "panoptic annotations",
+    )
 
 
 if __name__ == "__main__":

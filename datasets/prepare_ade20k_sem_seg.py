@@ -16,7 +16,7 @@ from typing import List, Optional
 import numpy as np
 from PIL import Image
 
-from mask2former.data.prepare_cli import TRAIN_VAL_SPLITS, parse_prepare_args, prepare_parser
+from mask2former.data import prepare
 
 logger = logging.getLogger("prepare_ade20k_sem_seg")
 
@@ -52,11 +52,13 @@ def convert_split(annotation_dir: Path, output_dir: Path) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    root = parse_prepare_args(prepare_parser(__doc__, "ADEChallengeData2016"), argv).root
-    ade = root / "ADEChallengeData2016"
-    for _, split in TRAIN_VAL_SPLITS:
-        count = convert_split(ade / "annotations" / split, ade / "annotations_detectron2" / split)
-        logger.info(f"{split}: converted {count} label maps")
+    ade = prepare.dataset_folder(__doc__, "ADEChallengeData2016", argv)
+    prepare.for_each_split(
+        lambda _, folder: convert_split(
+            ade / "annotations" / folder, ade / "annotations_detectron2" / folder
+        ),
+        "label maps converted",
+    )
 
 
 if __name__ == "__main__":

@@ -23,9 +23,9 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from mask2former.data import prepare
 from mask2former.data.datasets.categories.coco import COCO_PANOPTIC_CATEGORIES
 from mask2former.data.panoptic_format import rgb_to_id, semantic_from_panoptic
-from mask2former.data.prepare_cli import parse_prepare_args, prepare_parser
 
 logger = logging.getLogger("prepare_coco_semantic_annos_from_panoptic_annos")
 
@@ -90,10 +90,10 @@ def separate_coco_semantic_from_panoptic(
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = prepare_parser(__doc__, "coco")
+    parser = prepare.argument_parser(__doc__, "coco")
     parser.add_argument("--splits", nargs="+", default=["val2017", "train2017"])
     parser.add_argument("--workers", type=int, default=max(mp.cpu_count() // 2, 1))
-    args = parse_prepare_args(parser, argv)
+    args = prepare.parse_args(parser, argv)
     coco = args.root / "coco"
     for split in args.splits:
         count = separate_coco_semantic_from_panoptic(

@@ -19,9 +19,9 @@ from typing import Any, Collection, Dict, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from mask2former.data import prepare
 from mask2former.data.datasets.categories.mapillary_vistas import mapillary_vistas_categories
 from mask2former.data.panoptic_format import coco_instance_annotation, rgb_to_id, write_json
-from mask2former.data.prepare_cli import TRAIN_VAL_SPLITS, parse_prepare_args, prepare_parser
 
 logger = logging.getLogger("prepare_mapillary_vistas_ins_seg")
 
@@ -88,15 +88,17 @@ def convert_panoptic_json(panoptic_json: Path, panoptic_root: Path, categories: 
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    root = parse_prepare_args(prepare_parser(__doc__, "mapillary_vistas"), argv).root
-    mapillary = root / "mapillary_vistas"
-    for split, dirname in TRAIN_VAL_SPLITS:
+    mapillary = prepare.dataset_folder(__doc__, "mapillary_vistas", argv)
+
+    def convert_split(split: str, dirname: str) -> int:
         panoptic_dir = mapillary / dirname / "panoptic"
         content = convert_panoptic_json(
             panoptic_dir / "panoptic_2018.json", panoptic_dir, mapillary_vistas_categories()
         )
         write_json(mapillary / f"mapillary_vistas_instance_{split}.json", content)
-        logger.info(f"{split}: {len(content['annotations'])} instances")
+        return len(content["annotations"])
+
+    prepare.for_each_split(convert_split, "instances")
 
 
 if __name__ == "__main__":
