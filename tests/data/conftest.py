@@ -103,6 +103,18 @@ def ade20k_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mapillary_layout_root(ade20k_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dataset root whose ``mapillary_vistas/validation/{images,labels}`` hold the 3 ADE20K sample
+    images and converted labels: the layout of ``mapillary_vistas_sem_seg_val``."""
+    root = tmp_path_factory.mktemp("d2_datasets_mapillary")
+    ade = ade20k_root / "ADEChallengeData2016"
+    split = root / "mapillary_vistas" / "validation"
+    shutil.copytree(ade / "images" / "validation", split / "images")
+    shutil.copytree(ade / "annotations_detectron2" / "validation", split / "labels")
+    return root
+
+
+@pytest.fixture(scope="session")
 def ade20k_dataset(ade20k_root: Path) -> str:
     name = "test_ade20k_sem_seg_sample"
     ade = ade20k_root / "ADEChallengeData2016"

@@ -1,7 +1,7 @@
 """Dataset registration: generic ``register_*`` functions and the builtin Mask2Former datasets.
 
 Importing this package registers the builtin datasets (no file access; paths are resolved against
-``$DETECTRON2_DATASETS`` when used).
+``$DETECTRON2_DATASETS`` when used). Names detectron2 registers itself are not registered again.
 """
 
 from .builtin import register_all_builtin
@@ -12,6 +12,8 @@ from .register import (
     register_instance_dataset,
     register_panoptic_dataset,
     register_semantic_dataset,
+    semantic_metadata,
+    set_class_metadata,
 )
 
 __all__ = [
@@ -24,6 +26,8 @@ __all__ = [
     "register_instance_dataset",
     "register_panoptic_dataset",
     "register_semantic_dataset",
+    "semantic_metadata",
+    "set_class_metadata",
 ]
 
 register_all_builtin()
