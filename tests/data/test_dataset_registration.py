@@ -19,7 +19,6 @@ from mask2former.config import add_maskformer2_config
 from mask2former.data.datasets import (
     RootRelativeMetadata,
     panoptic_metadata,
-    register_instance_dataset,
     register_panoptic_dataset,
     register_semantic_dataset,
 )
@@ -260,27 +259,11 @@ def test_register_semantic_dataset_missing_folder_names_it(tmp_path: Path) -> No
 
 
 def test_register_instance_dataset_from_converted_coco_sample(
-    script, coco_json: dict, tmp_path: Path
+    coco_instance_dataset: str, coco_instances_json: Path
 ) -> None:
     """COCO instances json made from the panoptic sample by the Mapillary-style converter."""
-    content = script("prepare_mapillary_vistas_ins_seg").convert_panoptic_json(
-        COCO_SAMPLE / "panoptic_examples.json",
-        COCO_SAMPLE / "panoptic_examples",
-        coco_json["categories"],
-    )
-    json_file = tmp_path / "instances.json"
-    json_file.write_text(json.dumps(content))
-    things = [c for c in coco_json["categories"] if c["isthing"]]
-    name = "test_coco_instances_sample"
-    register_instance_dataset(
-        name,
-        {
-            "thing_classes": [c["name"] for c in things],
-            "thing_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(things)},
-        },
-        str(COCO_SAMPLE / "images"),
-        str(json_file),
-    )
+    content = json.loads(coco_instances_json.read_text())
+    name = coco_instance_dataset
     dicts = DatasetCatalog.get(name)
     assert len(dicts) == 2
     assert sum(len(d["annotations"]) for d in dicts) == len(content["annotations"]) > 0
