@@ -48,9 +48,9 @@ def add_input_config(cfg: CN) -> None:
     cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA = 1.0
     # Training only, MaskFormer-style mappers (semantic, panoptic, instance): pad the image (with
     # 128) and its targets at the bottom/right up to a multiple of this; <= 0: no padding. The
-    # official recipes set the crop size, so every crop is padded to exactly that size. LSJ mappers
-    # ignore it (their output is always IMAGE_SIZE square); batches are padded again by the model
-    # (MODEL.MASK_FORMER.SIZE_DIVISIBILITY).
+    # ADE20K and Mapillary recipes set the crop size, so every crop is padded to exactly that size
+    # (Cityscapes: -1). LSJ mappers ignore it (their output is always IMAGE_SIZE square); batches
+    # are padded again by the model (MODEL.MASK_FORMER.SIZE_DIVISIBILITY).
     cfg.INPUT.SIZE_DIVISIBILITY = -1
     # LSJ mappers (large-scale jittering, Ghiasi et al. 2021), training only: side of the square
     # crop, padded when the rescaled image is smaller.
@@ -155,8 +155,9 @@ def add_mask_former_config(cfg: CN) -> None:
     mf.TEST.PANOPTIC_ON = False
     # Panoptic: keep only queries whose best class is not "no object" and scores above this.
     mf.TEST.OBJECT_MASK_THRESHOLD = 0.0
-    # Panoptic: a kept query becomes a segment only if at least this fraction of its own mask
-    # (sigmoid >= 0.5) is left after every pixel is given to its highest-scoring query.
+    # Panoptic: each pixel goes to the kept query with the highest score * mask probability; a
+    # query becomes a segment only if its pixels number at least this fraction of its own mask's
+    # (mask probability >= 0.5).
     mf.TEST.OVERLAP_THRESHOLD = 0.0
     # Semantic inference (meta_arch/mask_former.py): True resizes the mask logits to the output
     # size (height, width) first and combines them with the class scores there; False combines
