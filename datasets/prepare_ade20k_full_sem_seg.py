@@ -12,9 +12,7 @@ MaskFormer / Mask2Former: images and labels are resized so that the short side i
 Usage: ``python datasets/prepare_ade20k_full_sem_seg.py [--root $DETECTRON2_DATASETS]``
 """
 
-import argparse
 import logging
-import os
 import pickle
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -23,6 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from mask2former.data import prepare
 from mask2former.data.datasets.categories.ade20k_full import ADE20K_FULL_CATEGORIES
 
 logger = logging.getLogger("prepare_ade20k_full_sem_seg")
@@ -82,22 +81,14 @@ def convert_image(image_file: Path, output_image: Path, output_label: Path) -> N
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--root",
-        default=os.getenv("DETECTRON2_DATASETS", "datasets"),
-        help="dataset root holding ADE20K_2021_17_01/ (default: $DETECTRON2_DATASETS or datasets)",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    root = Path(args.root)
-    ade = root / "ADE20K_2021_17_01"
+    ade = prepare.dataset_folder(__doc__, "ADE20K_2021_17_01", argv)
+    root = ade.parent
     index_file = ade / "index_ade20k.pkl"
     if not index_file.is_file():
         raise FileNotFoundError(f"ADE20K index not found: {str(index_file)!r}")
     with open(index_file, "rb") as f:
         index = pickle.load(f)
-    for split in ("training", "validation"):
+    for _, split in prepare.TRAIN_VAL_SPLITS:
         (ade / "images_detectron2" / split).mkdir(parents=True, exist_ok=True)
         (ade / "annotations_detectron2" / split).mkdir(parents=True, exist_ok=True)
     for folder, file_name in zip(index["folder"], index["filename"]):

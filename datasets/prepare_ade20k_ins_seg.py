@@ -11,23 +11,21 @@ class id 1..100, G = instance id, 0 = none). Category ids are the contiguous sem
 Usage: ``python datasets/prepare_ade20k_ins_seg.py [--root $DETECTRON2_DATASETS]``
 """
 
-import argparse
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
-from PIL import Image
 
-from mask2former.data.datasets.categories.ade20k import ADE20K_INSTANCE_CATEGORIES
-from mask2former.data.panoptic_format import coco_instance_annotation
+from mask2former.data import prepare
+from mask2former.data.datasets.categories.ade20k import (
+    ADE20K_INSTANCE_CATEGORIES,
+    ade20k_instances,
+)
+from mask2former.data.panoptic_format import coco_instance_annotation, write_json
 
 logger = logging.getLogger("prepare_ade20k_ins_seg")
 
-SPLITS = (("train", "training"), ("val", "validation"))
-INSTANCE_TO_SEMANTIC: Dict[int, int] = {ins: sem for ins, sem, _ in ADE20K_INSTANCE_CATEGORIES}
 CATEGORIES: List[Dict] = [{"id": sem, "name": name} for _, sem, name in ADE20K_INSTANCE_CATEGORIES]
 
 
@@ -36,63 +34,35 @@ def ade20k_instance_annotations(
 ) -> List[Dict]:
     """COCO annotations (RLE masks) of the instances of one ``[H, W, 3]`` instance PNG, with ids
     ``first_annotation_id, first_annotation_id + 1, ...``."""
-    annotations = []
-    for instance_id in np.unique(instance[..., 1]):
-        if instance_id == 0:
-            continue
-        mask = instance[..., 1] == instance_id
-        classes = np.unique(instance[..., 0][mask])
-        if len(classes) != 1 or int(classes[0]) not in INSTANCE_TO_SEMANTIC:
-            raise ValueError(
-                f"Instance annotation {file_name!r}: instance {int(instance_id)} has class ids "
-                f"{classes.tolist()}, expected exactly one in 1..{len(INSTANCE_TO_SEMANTIC)}"
-            )
-        category = INSTANCE_TO_SEMANTIC[int(classes[0])]
-        annotation_id = first_annotation_id + len(annotations)
-        annotations.append(coco_instance_annotation(mask, annotation_id, image_id, category))
-    return annotations
+    return [
+        coco_instance_annotation(mask, first_annotation_id + i, image_id, category)
+        for i, (mask, category) in enumerate(ade20k_instances(instance, file_name))
+    ]
 
 
 def convert_split(ade_dir: Path, split: str, dirname: str) -> Dict:
     """Write ``ade20k_instance_{split}.json``; returns its content."""
-    ade_dir = Path(ade_dir)
-    image_dir = ade_dir / "images" / dirname
-    instance_dir = ade_dir / "annotations_instance" / dirname
-    for folder in (image_dir, instance_dir):
-        if not folder.is_dir():
-            raise FileNotFoundError(f"ADE20K folder not found: {str(folder)!r}")
-    images, annotations = [], []
-    for image_file in sorted(image_dir.glob("*.jpg")):
-        image_id = image_file.stem
-        width, height = Image.open(image_file).size
-        instance_file = instance_dir / f"{image_id}.png"
-        instance = np.asarray(Image.open(instance_file).convert("RGB"))
-        if instance.shape[:2] != (height, width):
-            raise ValueError(f"{str(instance_file)!r} size differs from image {str(image_file)!r}")
-        images.append(
-            {"id": image_id, "file_name": image_file.name, "width": width, "height": height}
-        )
+    image_dir = Path(ade_dir) / "images" / dirname
+    instance_dir = Path(ade_dir) / "annotations_instance" / dirname
+    prepare.require_folders(image_dir, instance_dir)
+    images = prepare.image_entries(image_dir)
+    annotations: List[Dict] = []
+    for image in images:
+        instance_file = instance_dir / f"{image['id']}.png"
+        instance = prepare.read_label_png(instance_file, image, "RGB")
         annotations += ade20k_instance_annotations(
-            instance, image_id, len(annotations) + 1, str(instance_file)
+            instance, image["id"], len(annotations) + 1, str(instance_file)
         )
     content = {"images": images, "annotations": annotations, "categories": CATEGORIES}
-    with open(ade_dir / f"ade20k_instance_{split}.json", "w") as f:
-        json.dump(content, f)
+    write_json(Path(ade_dir) / f"ade20k_instance_{split}.json", content)
     return content
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--root",
-        default=os.getenv("DETECTRON2_DATASETS", "datasets"),
-        help="dataset root with ADEChallengeData2016/ (default: $DETECTRON2_DATASETS or datasets)",
+    ade = prepare.dataset_folder(__doc__, "ADEChallengeData2016", argv)
+    prepare.for_each_split(
+        lambda split, dirname: len(convert_split(ade, split, dirname)["annotations"]), "instances"
     )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    for split, dirname in SPLITS:
-        content = convert_split(Path(args.root) / "ADEChallengeData2016", split, dirname)
-        logger.info(f"{split}: {len(content['annotations'])} instances")
 
 
 if __name__ == "__main__":

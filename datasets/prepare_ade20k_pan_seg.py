@@ -13,10 +13,7 @@ G = instance id, 0 = none) and are pasted over the stuff.
 Usage: ``python datasets/prepare_ade20k_pan_seg.py [--root $DETECTRON2_DATASETS]``
 """
 
-import argparse
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -24,30 +21,17 @@ import numpy as np
 from panopticapi.utils import IdGenerator
 from PIL import Image
 
+from mask2former.data import prepare
 from mask2former.data.datasets.categories.ade20k import (
-    ADE20K_INSTANCE_CATEGORIES,
+    ADE20K_INSTANCE_TO_SEMANTIC,
     ade20k_150_categories,
+    ade20k_instances,
 )
-from mask2former.data.panoptic_format import id_to_rgb, panoptic_segment_info
+from mask2former.data.panoptic_format import id_to_rgb, panoptic_segment_info, write_json
 
 logger = logging.getLogger("prepare_ade20k_pan_seg")
 
-SPLITS = (("train", "training"), ("val", "validation"))
-# instance class id (red channel of the instance PNGs) -> contiguous semantic id
-INSTANCE_TO_SEMANTIC: Dict[int, int] = {ins: sem for ins, sem, _ in ADE20K_INSTANCE_CATEGORIES}
 IGNORE = 255
-
-
-def instance_category(instance: np.ndarray, mask: np.ndarray, file_name: str) -> int:
-    """Contiguous semantic id of the instance covering ``mask`` in an instance PNG
-    (``[H, W, 3]``: R = instance class id, G = instance id)."""
-    classes = np.unique(instance[..., 0][mask])
-    if len(classes) != 1 or int(classes[0]) not in INSTANCE_TO_SEMANTIC:
-        raise ValueError(
-            f"Instance annotation {file_name!r}: an instance has class ids {classes.tolist()}, "
-            f"expected exactly one in 1..{len(INSTANCE_TO_SEMANTIC)}"
-        )
-    return INSTANCE_TO_SEMANTIC[int(classes[0])]
 
 
 def ade20k_panoptic(
@@ -70,7 +54,7 @@ def ade20k_panoptic(
             "differ in size"
         )
     categories = semantic - np.uint8(1)  # 0 (other) -> 255
-    things = set(INSTANCE_TO_SEMANTIC.values())
+    things = set(ADE20K_INSTANCE_TO_SEMANTIC.values())
     ids = np.zeros(semantic.shape, dtype=np.int64)
     segment_categories = {}
     for category in np.unique(categories):
@@ -79,11 +63,7 @@ def ade20k_panoptic(
         segment_id, _ = id_generator.get_id_and_color(int(category))
         ids[categories == category] = segment_id
         segment_categories[segment_id] = int(category)
-    for instance_id in np.unique(instance[..., 1]):
-        if instance_id == 0:
-            continue
-        mask = instance[..., 1] == instance_id
-        category = instance_category(instance, mask, file_name)
+    for mask, category in ade20k_instances(instance, file_name):
         segment_id, _ = id_generator.get_id_and_color(category)
         ids[mask] = segment_id
         segment_categories[segment_id] = category
@@ -98,56 +78,39 @@ def ade20k_panoptic(
 def convert_split(ade_dir: Path, split: str, dirname: str) -> Dict:
     """Write ``ade20k_panoptic_{split}/`` PNGs and ``ade20k_panoptic_{split}.json``; returns the
     json content."""
-    ade_dir = Path(ade_dir)
-    image_dir = ade_dir / "images" / dirname
-    semantic_dir = ade_dir / "annotations" / dirname
-    instance_dir = ade_dir / "annotations_instance" / dirname
-    for folder in (image_dir, semantic_dir, instance_dir):
-        if not folder.is_dir():
-            raise FileNotFoundError(f"ADE20K folder not found: {str(folder)!r}")
-    out_folder = ade_dir / f"ade20k_panoptic_{split}"
+    image_dir = Path(ade_dir) / "images" / dirname
+    semantic_dir = Path(ade_dir) / "annotations" / dirname
+    instance_dir = Path(ade_dir) / "annotations_instance" / dirname
+    prepare.require_folders(image_dir, semantic_dir, instance_dir)
+    out_folder = Path(ade_dir) / f"ade20k_panoptic_{split}"
     out_folder.mkdir(parents=True, exist_ok=True)
     categories = ade20k_150_categories()
     id_generator_categories = {c["id"]: c for c in categories}
 
-    images, annotations = [], []
-    for image_file in sorted(image_dir.glob("*.jpg")):
-        image_id = image_file.stem
-        width, height = Image.open(image_file).size
-        semantic_file = semantic_dir / f"{image_id}.png"
-        instance_file = instance_dir / f"{image_id}.png"
-        semantic = np.asarray(Image.open(semantic_file))
-        instance = np.asarray(Image.open(instance_file).convert("RGB"))
-        if semantic.shape != (height, width):
-            raise ValueError(f"{str(semantic_file)!r} size differs from image {str(image_file)!r}")
+    images = prepare.image_entries(image_dir)
+    annotations = []
+    for image in images:
+        file_name = f"{image['id']}.png"
+        semantic = prepare.read_label_png(semantic_dir / file_name, image)
+        instance = prepare.read_label_png(instance_dir / file_name, image, "RGB")
         color, segments = ade20k_panoptic(
-            semantic, instance, IdGenerator(id_generator_categories), str(instance_file)
+            semantic, instance, IdGenerator(id_generator_categories), str(instance_dir / file_name)
         )
-        Image.fromarray(color).save(out_folder / f"{image_id}.png")
-        images.append(
-            {"id": image_id, "file_name": image_file.name, "width": width, "height": height}
-        )
+        Image.fromarray(color).save(out_folder / file_name)
         annotations.append(
-            {"image_id": image_id, "file_name": f"{image_id}.png", "segments_info": segments}
+            {"image_id": image["id"], "file_name": file_name, "segments_info": segments}
         )
     content = {"images": images, "annotations": annotations, "categories": categories}
-    with open(ade_dir / f"ade20k_panoptic_{split}.json", "w") as f:
-        json.dump(content, f)
+    write_json(Path(ade_dir) / f"ade20k_panoptic_{split}.json", content)
     return content
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--root",
-        default=os.getenv("DETECTRON2_DATASETS", "datasets"),
-        help="dataset root with ADEChallengeData2016/ (default: $DETECTRON2_DATASETS or datasets)",
+    ade = prepare.dataset_folder(__doc__, "ADEChallengeData2016", argv)
+    prepare.for_each_split(
+        lambda split, dirname: len(convert_split(ade, split, dirname)["annotations"]),
+        "panoptic annotations",
     )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    for split, dirname in SPLITS:
-        content = convert_split(Path(args.root) / "ADEChallengeData2016", split, dirname)
-        logger.info(f"{split}: {len(content['annotations'])} panoptic annotations")
 
 
 if __name__ == "__main__":

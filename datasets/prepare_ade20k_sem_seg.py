@@ -9,19 +9,18 @@
 Usage: ``python datasets/prepare_ade20k_sem_seg.py [--root $DETECTRON2_DATASETS]``
 """
 
-import argparse
 import logging
-import os
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 from PIL import Image
 
+from mask2former.data import prepare
+
 logger = logging.getLogger("prepare_ade20k_sem_seg")
 
 NUM_CLASSES = 150
-SPLITS = ("training", "validation")
 
 
 def convert_ade20k_label(label: np.ndarray, file_name: str = "<array>") -> np.ndarray:
@@ -53,18 +52,13 @@ def convert_split(annotation_dir: Path, output_dir: Path) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--root",
-        default=os.getenv("DETECTRON2_DATASETS", "datasets"),
-        help="dataset root with ADEChallengeData2016/ (default: $DETECTRON2_DATASETS or datasets)",
+    ade = prepare.dataset_folder(__doc__, "ADEChallengeData2016", argv)
+    prepare.for_each_split(
+        lambda _, folder: convert_split(
+            ade / "annotations" / folder, ade / "annotations_detectron2" / folder
+        ),
+        "label maps converted",
     )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    ade = Path(args.root) / "ADEChallengeData2016"
-    for split in SPLITS:
-        count = convert_split(ade / "annotations" / split, ade / "annotations_detectron2" / split)
-        logger.info(f"{split}: converted {count} label maps")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Usage: ``python datasets/prepare_coco_semantic_annos_from_panoptic_annos.py [--r
 [--splits val2017 train2017] [--workers N]``
 """
 
-import argparse
 import functools
 import json
 import logging
@@ -24,6 +23,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from mask2former.data import prepare
 from mask2former.data.datasets.categories.coco import COCO_PANOPTIC_CATEGORIES
 from mask2former.data.panoptic_format import rgb_to_id, semantic_from_panoptic
 
@@ -90,17 +90,11 @@ def separate_coco_semantic_from_panoptic(
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--root",
-        default=os.getenv("DETECTRON2_DATASETS", "datasets"),
-        help="dataset root holding coco/ (default: $DETECTRON2_DATASETS or datasets)",
-    )
+    parser = prepare.argument_parser(__doc__, "coco")
     parser.add_argument("--splits", nargs="+", default=["val2017", "train2017"])
     parser.add_argument("--workers", type=int, default=max(mp.cpu_count() // 2, 1))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    coco = Path(args.root) / "coco"
+    args = prepare.parse_args(parser, argv)
+    coco = args.root / "coco"
     for split in args.splits:
         count = separate_coco_semantic_from_panoptic(
             str(coco / "annotations" / f"panoptic_{split}.json"),

@@ -11,22 +11,19 @@ panoptic ids (1..65), so the json matches ``mapillary_vistas_panoptic_{train,val
 Usage: ``python datasets/prepare_mapillary_vistas_ins_seg.py [--root $DETECTRON2_DATASETS]``
 """
 
-import argparse
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Collection, Dict, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
+from mask2former.data import prepare
 from mask2former.data.datasets.categories.mapillary_vistas import mapillary_vistas_categories
-from mask2former.data.panoptic_format import coco_instance_annotation, rgb_to_id
+from mask2former.data.panoptic_format import coco_instance_annotation, rgb_to_id, write_json
 
 logger = logging.getLogger("prepare_mapillary_vistas_ins_seg")
-
-SPLITS = (("train", "training"), ("val", "validation"))
 
 
 def panoptic_to_instance_annotations(
@@ -91,23 +88,17 @@ def convert_panoptic_json(panoptic_json: Path, panoptic_root: Path, categories: 
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--root",
-        default=os.getenv("DETECTRON2_DATASETS", "datasets"),
-        help="dataset root holding mapillary_vistas/ (default: $DETECTRON2_DATASETS or datasets)",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    root = Path(args.root) / "mapillary_vistas"
-    for split, dirname in SPLITS:
-        panoptic_dir = root / dirname / "panoptic"
+    mapillary = prepare.dataset_folder(__doc__, "mapillary_vistas", argv)
+
+    def convert_split(split: str, dirname: str) -> int:
+        panoptic_dir = mapillary / dirname / "panoptic"
         content = convert_panoptic_json(
             panoptic_dir / "panoptic_2018.json", panoptic_dir, mapillary_vistas_categories()
         )
-        with open(root / f"mapillary_vistas_instance_{split}.json", "w") as f:
-            json.dump(content, f)
-        logger.info(f"{split}: {len(content['annotations'])} instances")
+        write_json(mapillary / f"mapillary_vistas_instance_{split}.json", content)
+        return len(content["annotations"])
+
+    prepare.for_each_split(convert_split, "instances")
 
 
 if __name__ == "__main__":

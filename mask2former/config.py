@@ -3,9 +3,10 @@
 Cheng et al., CVPR 2022) on top of detectron2's defaults.
 
 Every key of the official ``add_maskformer2_config`` (facebookresearch/Mask2Former) is defined
-here with its official default, so users' YAML files merge unchanged. Keys marked "ours" are
-project additions. Keys marked "ignored" are kept for compatibility and only read by
-:func:`validate_maskformer2_config`, which warns when they hold a value the model does not honour.
+here with its official default, so users' YAML files merge unchanged. Each comment says which code
+reads the key and what its value does. Keys marked "ours" are project additions. The keys of
+:data:`COMPATIBILITY_ONLY_KEYS` are marked "ignored": they are kept for compatibility and only read
+by :func:`validate_maskformer2_config`, which warns when they hold a value that would matter.
 """
 
 import logging
@@ -17,7 +18,12 @@ from detectron2.projects.deeplab import add_deeplab_config
 
 from .utils.detectron2_pin import check_detectron2_version
 
-__all__ = ["add_maskformer2_config", "build_config", "validate_maskformer2_config"]
+__all__ = [
+    "COMPATIBILITY_ONLY_KEYS",
+    "add_maskformer2_config",
+    "build_config",
+    "validate_maskformer2_config",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -26,38 +32,57 @@ _WARNED_KEYS: Set[str] = set()
 
 AMP_DTYPES = ("float16", "bfloat16")
 MASKED_ATTENTION_DECODER = "MultiScaleMaskedTransformerDecoder"
+# Official keys that no code reads (as in the official code); see validate_maskformer2_config.
+COMPATIBILITY_ONLY_KEYS = (
+    "MODEL.MASK_FORMER.ENC_LAYERS",
+    "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS",
+)
 
 
 def add_input_config(cfg: CN) -> None:
     """Data loading and augmentation keys (``cfg.INPUT``)."""
-    # Name of the dataset mapper in the mapper registry, e.g. "mask_former_semantic",
-    # "mask_former_panoptic", "mask_former_instance", "coco_panoptic_lsj", "coco_instance_lsj".
+    # Dataset mapper (data/mappers/registry.py: build_dataset_mapper), by its registered name:
+    # "mask_former_semantic", "mask_former_panoptic", "mask_former_instance" (MaskFormer-style
+    # augmentation), "coco_panoptic_lsj", "coco_instance_lsj" (large-scale jittering).
     cfg.INPUT.DATASET_MAPPER_NAME = "mask_former_semantic"
-    # Photometric distortion as in SSD (brightness, contrast, saturation, hue) for semantic mappers.
+    # Training only, MaskFormer-style mappers (semantic, panoptic, instance): add SSD's photometric
+    # distortion (random brightness, contrast, saturation, hue) after the crop. The LSJ mappers
+    # ignore it.
     cfg.INPUT.COLOR_AUG_SSD = False
-    # Random crops are retried until no single category covers more than this fraction of the crop
-    # (also defined by detectron2's add_deeplab_config).
+    # Training only, semantic and panoptic mappers with INPUT.CROP.ENABLED: the random crop is
+    # redrawn (at most 10 times) until no category covers more than this fraction of it, ignored
+    # pixels not counted (detectron2's RandomCrop_CategoryAreaConstraint; 1.0 accepts any crop).
+    # Also defined by detectron2's add_deeplab_config.
     cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA = 1.0
-    # Pad image and ground truth to this size in the semantic mapper (-1: no padding).
+    # Training only, MaskFormer-style mappers (semantic, panoptic, instance): pad the image (with
+    # 128) and its targets at the bottom/right up to a multiple of this; <= 0: no padding. The
+    # ADE20K and Mapillary recipes set the crop size, so every crop is padded to exactly that size
+    # (Cityscapes: -1). LSJ mappers ignore it (their output is always IMAGE_SIZE square); batches
+    # are padded again by the model (MODEL.MASK_FORMER.SIZE_DIVISIBILITY).
     cfg.INPUT.SIZE_DIVISIBILITY = -1
-    # Large-scale jittering (LSJ, Ghiasi et al. 2021): output square crop size.
+    # LSJ mappers (large-scale jittering, Ghiasi et al. 2021), training only: side of the square
+    # crop, padded when the rescaled image is smaller.
     cfg.INPUT.IMAGE_SIZE = 1024
-    # LSJ: smallest random resize factor of IMAGE_SIZE.
+    # LSJ: the image is rescaled to fit a square of side IMAGE_SIZE * s, with s drawn uniformly
+    # in [MIN_SCALE, MAX_SCALE].
     cfg.INPUT.MIN_SCALE = 0.1
-    # LSJ: largest random resize factor of IMAGE_SIZE.
+    # LSJ: largest scale factor s (see MIN_SCALE).
     cfg.INPUT.MAX_SCALE = 2.0
 
 
 def add_solver_config(cfg: CN) -> None:
     """Optimizer keys (``cfg.SOLVER``) beyond detectron2's and DeepLab's."""
-    # Weight decay applied to embedding parameters (query features/positions, level embeddings).
+    # Weight decay of the embedding parameters (solver/optimizer.py: nn.Embedding modules and the
+    # parameters named query_feat, query_embed, level_embed, absolute_pos_embed,
+    # relative_position_bias_table), instead of SOLVER.WEIGHT_DECAY.
     cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0
-    # Optimizer: "SGD" or "ADAMW".
+    # Optimizer (solver/optimizer.py): "SGD" (with SOLVER.MOMENTUM) or "ADAMW", case-insensitive.
     cfg.SOLVER.OPTIMIZER = "ADAMW"
-    # Learning-rate multiplier for the backbone parameters.
+    # Learning-rate multiplier of the parameters of modules whose name contains "backbone".
     cfg.SOLVER.BACKBONE_MULTIPLIER = 0.1
-    # Ours (not official): autocast dtype when SOLVER.AMP.ENABLED, "float16" or "bfloat16"
-    # ("bfloat16" is what CPU autocast supports).
+    # Ours (not official): mixed-precision dtype when SOLVER.AMP.ENABLED (engine/train_loop.py):
+    # "float16" (CUDA; on CPU, training falls back to float32 with a warning) or "bfloat16" (CUDA
+    # or CPU autocast).
     cfg.SOLVER.AMP.DTYPE = "float16"
 
 
@@ -65,86 +90,115 @@ def add_mask_former_config(cfg: CN) -> None:
     """Transformer decoder, loss and inference keys (``cfg.MODEL.MASK_FORMER``)."""
     cfg.MODEL.MASK_FORMER = CN()
     mf = cfg.MODEL.MASK_FORMER
-    # Registered name of the transformer decoder.
+    # Transformer decoder (transformer_decoder/registry.py), by its registered name.
     mf.TRANSFORMER_DECODER_NAME = MASKED_ATTENTION_DECODER
-    # Which pixel-decoder output feeds the transformer decoder: "multi_scale_pixel_decoder" for
-    # the masked-attention decoder (the only value it accepts; see validate_maskformer2_config).
+    # Input of the transformer decoder (heads/mask_former_head.py): "multi_scale_pixel_decoder"
+    # (the pixel decoder's multi-scale features: every Mask2Former recipe sets it, and it is the
+    # only value MultiScaleMaskedTransformerDecoder accepts, as validate_maskformer2_config
+    # checks), "transformer_encoder", "pixel_embedding" or a backbone feature name (for
+    # MaskFormer-style decoders). The default "res5" is the official default.
     mf.TRANSFORMER_IN_FEATURE = "res5"
-    # Add auxiliary losses on the prediction of every decoder layer.
+    # Also train on the DEC_LAYERS - 1 intermediate predictions (auxiliary losses, each weighted
+    # like the final one; meta_arch/mask_former.py). False: only the final prediction's losses.
     mf.DEEP_SUPERVISION = True
-    # Classification loss weight of the "no object" class.
+    # Cross-entropy weight of the "no object" class (the other classes weigh 1).
     mf.NO_OBJECT_WEIGHT = 0.1
-    # Loss weight of the classification (cross-entropy) loss; also the matching cost weight.
+    # Weight of the classification (cross-entropy) loss, and of the class cost in the matching.
     mf.CLASS_WEIGHT = 1.0
-    # Loss weight of the dice loss; also the matching cost weight.
+    # Weight of the dice loss, and of the dice cost in the matching.
     mf.DICE_WEIGHT = 1.0
-    # Loss weight of the sigmoid binary cross-entropy mask loss; also the matching cost weight.
+    # Weight of the sigmoid binary cross-entropy mask loss, and of its cost in the matching.
     mf.MASK_WEIGHT = 20.0
-    # Number of attention heads in the decoder.
+    # Attention heads of the transformer decoder and of the pixel decoder's transformer encoder
+    # (MSDeformAttnPixelDecoder: the deformable attention heads; official checkpoints need it).
     mf.NHEADS = 8
-    # Dropout in the pixel decoder's deformable encoder layers (as in the official code; the
-    # masked-attention decoder itself has no dropout). The official recipes set 0.0.
+    # Dropout of the pixel decoder's transformer encoder layers (MSDeformAttnPixelDecoder,
+    # TransformerEncoderPixelDecoder). The masked-attention decoder has no dropout, as official.
+    # The official recipes set 0.0.
     mf.DROPOUT = 0.1
-    # Hidden size of the decoder feed-forward networks.
+    # Hidden width of the feed-forward networks of the transformer decoder and of
+    # TransformerEncoderPixelDecoder's encoder. MSDeformAttnPixelDecoder's encoder uses 1024
+    # whatever this says, as the official code (its checkpoints depend on it).
     mf.DIM_FEEDFORWARD = 2048
-    # Ignored: the masked-attention decoder has no encoder (the pixel decoder's encoder depth is
-    # MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS); kept for YAML compatibility.
+    # Ignored (compatibility only; a non-zero value is warned about): the masked-attention decoder
+    # has no encoder; the pixel decoder's encoder depth is SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS.
     mf.ENC_LAYERS = 0
-    # Number of predictions: the one from the learnable queries plus DEC_LAYERS - 1 decoder layers.
+    # Number of predictions, counted as official: one from the learnable queries before any
+    # layer, then one after each of the DEC_LAYERS - 1 masked-attention layers (the last one is
+    # the output).
     mf.DEC_LAYERS = 6
-    # Pre-LayerNorm (True) or post-LayerNorm (False) decoder layers.
+    # Pre-LayerNorm (True) or post-LayerNorm (False) layers in the transformer decoder and in
+    # TransformerEncoderPixelDecoder's encoder (MSDeformAttnPixelDecoder's is always post-norm).
     mf.PRE_NORM = False
-    # Width of the query features.
+    # Width of the queries and of the transformer decoder's attention layers.
     mf.HIDDEN_DIM = 256
-    # Number of object queries.
+    # Number of object queries (predicted masks per image).
     mf.NUM_OBJECT_QUERIES = 100
-    # Always add the 1x1 input projection, even when the feature width equals HIDDEN_DIM.
+    # Give each decoder input level a 1x1 projection even when its width already equals HIDDEN_DIM
+    # (without it such levels are used as they are).
     mf.ENFORCE_INPUT_PROJ = False
-    # Pad the batched images to a multiple of this (the backbone's own value is used when larger).
+    # MaskFormer pads each batch (training and inference) at the bottom/right with zeros, after
+    # normalisation, to a multiple of this before the backbone; the targets are padded alike.
+    # < 0: the backbone's size_divisibility (32 for Swin, 0 for ResNet); 0: pad only to the
+    # largest image of the batch.
     mf.SIZE_DIVISIBILITY = 32
-    # PointRend-style (Kirillov et al. 2020) point-sampled mask loss: number of sampled points.
+    # Points per mask (PointRend-style sampling, Kirillov et al. 2020): the matcher compares masks
+    # on this many uniform random points, the mask and dice losses use this many
+    # importance-sampled points.
     mf.TRAIN_NUM_POINTS = 112 * 112
-    # Oversampling factor k of the uncertainty-based point sampling.
+    # Loss point sampling: draw OVERSAMPLE_RATIO * TRAIN_NUM_POINTS uniform candidates ...
     mf.OVERSAMPLE_RATIO = 3.0
-    # Fraction beta of points chosen by uncertainty (the rest are uniform random).
+    # ... keep the IMPORTANCE_SAMPLE_RATIO fraction of the points among the most uncertain
+    # candidates (mask logit closest to 0), and draw the rest uniformly.
     mf.IMPORTANCE_SAMPLE_RATIO = 0.75
 
     mf.TEST = CN()
-    # Produce "sem_seg" outputs at inference.
+    # Inference returns "sem_seg" (per-class scores), and evaluation reports mIoU when the test set
+    # has semantic ground truth.
     mf.TEST.SEMANTIC_ON = True
-    # Produce "instances" outputs at inference.
+    # Inference returns "instances" (masks, real boxes, scores, classes), and evaluation reports
+    # mask AP when the test set has instance ground truth.
     mf.TEST.INSTANCE_ON = False
-    # Produce "panoptic_seg" outputs at inference.
+    # Inference returns "panoptic_seg", and evaluation reports PQ on panoptic test sets.
     mf.TEST.PANOPTIC_ON = False
-    # Panoptic: drop queries whose class score is not above this.
+    # Panoptic: keep only queries whose best class is not "no object" and scores above this.
     mf.TEST.OBJECT_MASK_THRESHOLD = 0.0
-    # Panoptic: drop segments keeping less than this fraction of their mask after overlap removal.
+    # Panoptic: each pixel goes to the kept query with the highest score * mask probability; a
+    # query becomes a segment only if its pixels number at least this fraction of its own mask's
+    # (mask probability >= 0.5).
     mf.TEST.OVERLAP_THRESHOLD = 0.0
-    # Semantic: combine masks at the padded low resolution before resizing to the input size.
+    # Semantic inference (meta_arch/mask_former.py): True resizes the mask logits to the output
+    # size (height, width) first and combines them with the class scores there; False combines
+    # them at the padded input size and resizes the [K, H, W] semantic scores afterwards.
+    # Treated as True whenever PANOPTIC_ON or INSTANCE_ON is set (they need resized masks).
     mf.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE = False
 
 
 def add_pixel_decoder_config(cfg: CN) -> None:
     """Pixel decoder keys (``cfg.MODEL.SEM_SEG_HEAD``), besides detectron2's."""
-    # Width of the per-pixel embedding (mask features).
+    # Channels of the per-pixel embeddings ("mask features") of the pixel decoder, which the
+    # transformer decoder's mask embeddings are dotted with.
     cfg.MODEL.SEM_SEG_HEAD.MASK_DIM = 256
-    # Number of transformer encoder layers in the pixel decoder.
+    # Transformer encoder layers of the pixel decoder (MSDeformAttnPixelDecoder: deformable encoder
+    # layers; TransformerEncoderPixelDecoder: on the coarsest level); BasePixelDecoder has none.
     cfg.MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS = 0
-    # Registered name of the pixel decoder, e.g. "MSDeformAttnPixelDecoder", "BasePixelDecoder".
+    # Pixel decoder (pixel_decoder/registry.py), by its registered name, e.g.
+    # "MSDeformAttnPixelDecoder" (Mask2Former), "BasePixelDecoder".
     cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME = "BasePixelDecoder"
-    # Multi-scale deformable attention (Deformable DETR, Zhu et al. 2021): encoded feature levels.
+    # MSDeformAttnPixelDecoder (deformable attention, Deformable DETR, Zhu et al. 2021): the
+    # backbone levels its encoder attends over; the decoder uses the 3 coarsest encoded levels.
     cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES = ["res3", "res4", "res5"]
-    # Deformable attention: sampling points per head and level.
+    # MSDeformAttnPixelDecoder: sampling points per attention head and level.
     cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS = 4
-    # Kept for YAML compatibility: like the official code, the deformable encoder uses
-    # MODEL.MASK_FORMER.NHEADS heads (checkpoints depend on it); a different value is warned about.
+    # Ignored (compatibility only; a value other than MODEL.MASK_FORMER.NHEADS is warned about):
+    # like the official code, the deformable encoder uses MODEL.MASK_FORMER.NHEADS heads.
     cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS = 8
 
 
 def add_swin_config(cfg: CN) -> None:
     """Swin Transformer backbone keys (``cfg.MODEL.SWIN``, Liu et al. ICCV 2021)."""
     cfg.MODEL.SWIN = CN()
-    # Image size of the pretraining (sets the absolute position embedding size when APE).
+    # Image size of the pretraining: sets the size of the absolute position embedding (APE only).
     cfg.MODEL.SWIN.PRETRAIN_IMG_SIZE = 224
     # Patch embedding stride and kernel size.
     cfg.MODEL.SWIN.PATCH_SIZE = 4
@@ -160,13 +214,13 @@ def add_swin_config(cfg: CN) -> None:
     cfg.MODEL.SWIN.MLP_RATIO = 4.0
     # Bias on the query/key/value projection.
     cfg.MODEL.SWIN.QKV_BIAS = True
-    # Attention scale override (None: head_dim ** -0.5).
+    # Attention scale (None: head_dim ** -0.5).
     cfg.MODEL.SWIN.QK_SCALE = None
-    # Dropout rate after the patch embedding and in the MLPs.
+    # Dropout rate after the patch embedding, the attention output projection and in the MLPs.
     cfg.MODEL.SWIN.DROP_RATE = 0.0
     # Dropout rate on the attention weights.
     cfg.MODEL.SWIN.ATTN_DROP_RATE = 0.0
-    # Stochastic depth rate (linearly increasing over the blocks).
+    # Stochastic depth rate of the last block (linearly increasing from 0 over the blocks).
     cfg.MODEL.SWIN.DROP_PATH_RATE = 0.3
     # Add an absolute position embedding to the patch embedding.
     cfg.MODEL.SWIN.APE = False
@@ -174,7 +228,7 @@ def add_swin_config(cfg: CN) -> None:
     cfg.MODEL.SWIN.PATCH_NORM = True
     # Stages returned by the backbone.
     cfg.MODEL.SWIN.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-    # Gradient checkpointing of the blocks (saves memory, costs compute).
+    # Gradient checkpointing of the blocks in training (saves memory, costs compute).
     cfg.MODEL.SWIN.USE_CHECKPOINT = False
 
 
@@ -214,9 +268,9 @@ def validate_maskformer2_config(cfg: CN) -> None:
 
     Raises:
         ValueError: naming the key and value, for values the model cannot run with.
-    Logs a warning (once per key and process) for ignored keys set to a value the model does not
-    honour (``MODEL.MASK_FORMER.ENC_LAYERS``,
-    ``MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS``).
+    Logs a warning (once per key and process) for the keys of :data:`COMPATIBILITY_ONLY_KEYS` set
+    to a value that would matter if they were read (``MODEL.MASK_FORMER.ENC_LAYERS`` != 0,
+    ``MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS`` != ``MODEL.MASK_FORMER.NHEADS``).
     Configs with the video keys (:func:`mask2former.add_maskformer2_video_config`) are also checked
     by :func:`mask2former.video_config.validate_maskformer2_video_config`.
     """

@@ -1,8 +1,9 @@
 """Tests of mask2former/config.py and of every YAML file under configs/."""
 
+import ast
 import logging
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Set
 
 import pytest
 import yaml
@@ -10,7 +11,11 @@ from detectron2.config import CfgNode, get_cfg
 from detectron2.projects.deeplab import add_deeplab_config
 
 import mask2former.config as config_module
-from mask2former.config import add_maskformer2_config, validate_maskformer2_config
+from mask2former.config import (
+    COMPATIBILITY_ONLY_KEYS,
+    add_maskformer2_config,
+    validate_maskformer2_config,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -383,13 +388,14 @@ def test_validate_accepts_bfloat16() -> None:
     validate_maskformer2_config(cfg)
 
 
-@pytest.mark.parametrize(
-    "key, value",
-    [
-        ("MODEL.MASK_FORMER.ENC_LAYERS", 6),
-        ("MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS", 4),
-    ],
-)
+# A value that would matter for each compatibility-only key, were it read.
+IGNORED_KEY_VALUES = [
+    ("MODEL.MASK_FORMER.ENC_LAYERS", 6),
+    ("MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS", 4),
+]
+
+
+@pytest.mark.parametrize("key, value", IGNORED_KEY_VALUES)
 def test_validate_warns_once_on_ignored_key(
     key: str, value: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -400,3 +406,34 @@ def test_validate_warns_once_on_ignored_key(
         validate_maskformer2_config(cfg)
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 1 and key in messages[0]
+
+
+def _names_read_by_the_package() -> Set[str]:
+    """Attribute names (``mf.DEC_LAYERS``) and string subscripts (``cfg["INPUT"]``) in the code of
+    mask2former/, except config.py itself, which defines every key."""
+    names: Set[str] = set()
+    for path in (REPO / "mask2former").rglob("*.py"):
+        if path == REPO / "mask2former" / "config.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute):
+                names.add(node.attr)
+            elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+                names.add(str(node.slice.value))
+    return names
+
+
+def test_every_added_key_is_read_or_compatibility_only() -> None:
+    """Each key add_maskformer2_config adds (beyond detectron2's and DeepLab's) is read by the
+    package (grep-level: its last name is read as an attribute outside config.py), or is listed
+    in COMPATIBILITY_ONLY_KEYS, and then is read nowhere and warned about when set."""
+    base = get_cfg()
+    add_deeplab_config(base)
+    added = set(_flatten(yaml.safe_load(_new_cfg().dump()))) - set(
+        _flatten(yaml.safe_load(base.dump()))
+    )
+    assert len(added) > 50 and set(COMPATIBILITY_ONLY_KEYS) <= added
+    read = _names_read_by_the_package()
+    unread = {key for key in added if key.split(".")[-1] not in read}
+    assert unread == set(COMPATIBILITY_ONLY_KEYS)
+    assert {key for key, _ in IGNORED_KEY_VALUES} == set(COMPATIBILITY_ONLY_KEYS)

@@ -1,23 +1,28 @@
 # Copyright (c) the mask2former authors.
-"""Helpers for the COCO annotation formats used by the dataset preparation scripts and mappers.
+"""Helpers for the COCO annotation formats, shared by the dataset preparation scripts, the
+synthetic dataset and the mappers.
 
 COCO-panoptic (Kirillov et al., "Panoptic Segmentation", CVPR 2019; cocodataset/panopticapi): a
 segment id is stored in the PNG as the colour ``R + 256 * G + 256**2 * B``; COCO instances store
 masks as RLE (pycocotools).
 """
 
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+import json
+import os
+from typing import Any, Dict, Iterable, Mapping, Optional, Union
 
 import numpy as np
 import pycocotools.mask as mask_util
 
+from ..utils.boxes import mask_to_xywh
+
 __all__ = [
-    "bbox_xywh",
     "coco_instance_annotation",
     "id_to_rgb",
     "panoptic_segment_info",
     "rgb_to_id",
     "semantic_from_panoptic",
+    "write_json",
 ]
 
 
@@ -64,15 +69,6 @@ def semantic_from_panoptic(
     return semantic
 
 
-def bbox_xywh(mask: np.ndarray) -> List[int]:
-    """Tight ``[x, y, width, height]`` box of a non-empty ``[H, W]`` mask."""
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
-        raise ValueError("bbox_xywh needs a non-empty mask")
-    x0, y0 = int(xs.min()), int(ys.min())
-    return [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1]
-
-
 def panoptic_segment_info(
     mask: np.ndarray, segment_id: int, category_id: int, iscrowd: int = 0
 ) -> Dict[str, Any]:
@@ -82,7 +78,7 @@ def panoptic_segment_info(
         "id": int(segment_id),
         "category_id": int(category_id),
         "area": int(mask.sum()),
-        "bbox": bbox_xywh(mask),
+        "bbox": mask_to_xywh(mask),
         "iscrowd": int(iscrowd),
     }
 
@@ -98,7 +94,14 @@ def coco_instance_annotation(
         "image_id": image_id,
         "category_id": int(category_id),
         "iscrowd": int(iscrowd),
-        "bbox": bbox_xywh(mask),
+        "bbox": mask_to_xywh(mask),
         "area": int(mask_util.area(rle)),
         "segmentation": rle,
     }
+
+
+def write_json(path: Union[str, os.PathLike], content: Dict[str, Any]) -> None:
+    """Write a COCO / COCO-panoptic annotation dict (``images``, ``annotations``,
+    ``categories``...) to ``path`` as compact json."""
+    with open(path, "w") as f:
+        json.dump(content, f)

@@ -1,15 +1,16 @@
 """Built-in evaluator factories, one per dataset family, registered in ``EVALUATOR_REGISTRY``.
 
 The choice of evaluators per ``evaluator_type`` follows the official Mask2Former ``train_net.py``
-(facebookresearch/Mask2Former). A panoptic model reports PQ, AP and mIoU in one pass: panoptic
-types get COCOPanopticEvaluator (``PANOPTIC_ON``), a semantic evaluator (``SEMANTIC_ON`` and the
-dataset has semantic ground truth) and an instance evaluator (``INSTANCE_ON`` and the dataset has
-instance ground truth), each picked from a per-family table.
+(facebookresearch/Mask2Former). Types whose datasets get one evaluator are a table
+(``SINGLE_EVALUATORS``). A panoptic model reports PQ, AP and mIoU in one pass: panoptic types get
+COCOPanopticEvaluator (``PANOPTIC_ON``), a semantic evaluator (``SEMANTIC_ON`` and the dataset has
+semantic ground truth) and an instance evaluator (``INSTANCE_ON`` and the dataset has instance
+ground truth), each picked from a per-family table.
 """
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -25,9 +26,9 @@ from detectron2.evaluation import (
 from detectron2.utils import comm
 
 from .instance_evaluation import InstanceSegEvaluator, fast_coco_eval_available
-from .registry import EVALUATOR_REGISTRY
+from .registry import EVALUATOR_REGISTRY, EvaluatorFactory
 
-__all__ = ["PanopticCompanions", "PANOPTIC_COMPANIONS"]
+__all__ = ["PanopticCompanions", "PANOPTIC_COMPANIONS", "SINGLE_EVALUATORS"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,51 +67,37 @@ def _cityscapes_instance(dataset_name: str, output_dir: str) -> DatasetEvaluator
     return CityscapesInstanceEvaluator(dataset_name)
 
 
-@EVALUATOR_REGISTRY.register_types("sem_seg")
-def sem_seg_evaluators(cfg: CfgNode, dataset_name: str, output_dir: str) -> List[DatasetEvaluator]:
-    """Semantic datasets (ADE20K-150/-full, COCO-stuff, Mapillary semantic): mIoU."""
-    return [_sem_seg(dataset_name, output_dir)]
-
-
-@EVALUATOR_REGISTRY.register_types("coco")
-def coco_instance_evaluators(
-    cfg: CfgNode, dataset_name: str, output_dir: str
-) -> List[DatasetEvaluator]:
-    """Datasets registered with ``register_coco_instances`` (contiguous thing ids): AP."""
-    return [_coco(dataset_name, output_dir)]
-
-
-@EVALUATOR_REGISTRY.register_types("ade20k_instance", "mapillary_vistas_instance")
-def non_contiguous_instance_evaluators(
-    cfg: CfgNode, dataset_name: str, output_dir: str
-) -> List[DatasetEvaluator]:
-    """Instance datasets whose contiguous thing ids are a subset of all classes: AP."""
-    return [_instance_seg(dataset_name, output_dir)]
-
-
-@EVALUATOR_REGISTRY.register_types("lvis")
-def lvis_evaluators(cfg: CfgNode, dataset_name: str, output_dir: str) -> List[DatasetEvaluator]:
-    """LVIS (needs the ``lvis`` package): AP."""
-    return [LVISEvaluator(dataset_name, output_dir=output_dir)]
-
-
-@EVALUATOR_REGISTRY.register_types("cityscapes_instance")
-def cityscapes_instance_evaluators(
-    cfg: CfgNode, dataset_name: str, output_dir: str
-) -> List[DatasetEvaluator]:
-    """Cityscapes instance segmentation with the official cityscapesScripts: AP."""
-    return [_cityscapes_instance(dataset_name, output_dir)]
-
-
-@EVALUATOR_REGISTRY.register_types("cityscapes_sem_seg")
-def cityscapes_sem_seg_evaluators(
-    cfg: CfgNode, dataset_name: str, output_dir: str
-) -> List[DatasetEvaluator]:
-    """Cityscapes semantic segmentation with the official cityscapesScripts: mIoU."""
-    return [_cityscapes_sem_seg(dataset_name, output_dir)]
+def _lvis(dataset_name: str, output_dir: str) -> DatasetEvaluator:
+    return LVISEvaluator(dataset_name, output_dir=output_dir)
 
 
 EvaluatorBuilder = Callable[[str, str], DatasetEvaluator]
+
+# Evaluator types whose datasets get exactly one evaluator, built from (dataset_name, output_dir).
+SINGLE_EVALUATORS: Dict[Tuple[str, ...], EvaluatorBuilder] = {
+    # Semantic datasets (ADE20K-150/-full, COCO-stuff, Mapillary semantic): mIoU.
+    ("sem_seg",): _sem_seg,
+    # Datasets registered with register_coco_instances (contiguous thing ids): AP.
+    ("coco",): _coco,
+    # Instance datasets whose contiguous thing ids are a subset of all classes: AP.
+    ("ade20k_instance", "mapillary_vistas_instance"): _instance_seg,
+    # LVIS (needs the lvis package): AP.
+    ("lvis",): _lvis,
+    # Cityscapes with the official cityscapesScripts: AP, mIoU.
+    ("cityscapes_instance",): _cityscapes_instance,
+    ("cityscapes_sem_seg",): _cityscapes_sem_seg,
+}
+
+
+def _single_evaluator_factory(build: EvaluatorBuilder) -> EvaluatorFactory:
+    def factory(cfg: CfgNode, dataset_name: str, output_dir: str) -> List[DatasetEvaluator]:
+        return [build(dataset_name, output_dir)]
+
+    return factory
+
+
+for _types, _build in SINGLE_EVALUATORS.items():
+    EVALUATOR_REGISTRY.register_types(*_types)(_single_evaluator_factory(_build))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from detectron2.structures import Boxes, Instances
 from torch import Tensor
 from torch.nn import functional as F
 
+from ..utils.boxes import masks_to_boxes
+
 __all__ = ["instance_inference", "masks_to_boxes", "panoptic_inference", "semantic_inference"]
 
 SegmentInfo = Dict[str, Union[int, bool]]
@@ -103,27 +105,6 @@ def panoptic_inference(
             {"id": current_segment_id, "isthing": isthing, "category_id": pred_class}
         )
     return panoptic_seg, segments_info
-
-
-def masks_to_boxes(masks: Tensor) -> Tensor:
-    """Tight boxes around binary masks, as detectron2's ``BitMasks.get_bounding_boxes``.
-
-    Args:
-        masks: [N, H, W] bool masks.
-
-    Returns:
-        [N, 4] float32 XYXY boxes (x1, y1 exclusive: last pixel + 1); all zero for an empty mask.
-    """
-    height, width = masks.shape[-2:]
-    x_any = masks.any(dim=1)  # [N, W]
-    y_any = masks.any(dim=2)  # [N, H]
-    # argmax returns the first maximum: the first True from the start, or from the end if flipped.
-    x0 = x_any.int().argmax(dim=1)  # [N]
-    y0 = y_any.int().argmax(dim=1)  # [N]
-    x1 = width - x_any.flip(1).int().argmax(dim=1)  # [N]
-    y1 = height - y_any.flip(1).int().argmax(dim=1)  # [N]
-    boxes = torch.stack([x0, y0, x1, y1], dim=1).float()  # [N, 4]
-    return boxes * x_any.any(dim=1, keepdim=True)  # empty masks -> zero boxes
 
 
 def instance_inference(

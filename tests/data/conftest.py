@@ -15,6 +15,7 @@ from detectron2.projects.deeplab import add_deeplab_config
 from mask2former.config import add_maskformer2_config
 from mask2former.data.datasets import (
     panoptic_metadata,
+    register_instance_dataset,
     register_panoptic_dataset,
     register_semantic_dataset,
 )
@@ -60,30 +61,57 @@ def coco_semseg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def coco_panoptic_dataset(coco_json: dict, coco_semseg_dir: Path) -> str:
-    """``test_coco_panoptic_sample``: the 2-image COCO sample with semantic PNGs."""
-    name = "test_coco_panoptic_sample"
+def _register_coco_panoptic_sample(name: str, coco_json: dict, **optional_paths: str) -> str:
     register_panoptic_dataset(
         name,
         panoptic_metadata(coco_json["categories"]),
         image_root=str(COCO_SAMPLE / "images"),
         panoptic_root=str(COCO_SAMPLE / "panoptic_examples"),
         panoptic_json=str(COCO_SAMPLE / "panoptic_examples.json"),
-        sem_seg_root=str(coco_semseg_dir),
+        **optional_paths,
     )
     return name
 
 
 @pytest.fixture(scope="session")
+def coco_panoptic_dataset(coco_json: dict, coco_semseg_dir: Path) -> str:
+    """``test_coco_panoptic_sample``: the 2-image COCO sample with semantic PNGs."""
+    return _register_coco_panoptic_sample(
+        "test_coco_panoptic_sample", coco_json, sem_seg_root=str(coco_semseg_dir)
+    )
+
+
+@pytest.fixture(scope="session")
 def coco_panoptic_no_semseg_dataset(coco_json: dict) -> str:
-    name = "test_coco_panoptic_sample_no_semseg"
-    register_panoptic_dataset(
+    return _register_coco_panoptic_sample("test_coco_panoptic_sample_no_semseg", coco_json)
+
+
+@pytest.fixture(scope="session")
+def coco_instances_json(coco_json: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """COCO instances json of the panoptic sample's things (made by the Mapillary converter)."""
+    content = load_script("prepare_mapillary_vistas_ins_seg").convert_panoptic_json(
+        COCO_SAMPLE / "panoptic_examples.json",
+        COCO_SAMPLE / "panoptic_examples",
+        coco_json["categories"],
+    )
+    json_file = tmp_path_factory.mktemp("coco_instances") / "instances.json"
+    json_file.write_text(json.dumps(content))
+    return json_file
+
+
+@pytest.fixture(scope="session")
+def coco_instance_dataset(coco_json: dict, coco_instances_json: Path) -> str:
+    """``test_coco_instances_sample``: :func:`coco_instances_json` with the sample's images."""
+    things = [c for c in coco_json["categories"] if c["isthing"]]
+    name = "test_coco_instances_sample"
+    register_instance_dataset(
         name,
-        panoptic_metadata(coco_json["categories"]),
-        image_root=str(COCO_SAMPLE / "images"),
-        panoptic_root=str(COCO_SAMPLE / "panoptic_examples"),
-        panoptic_json=str(COCO_SAMPLE / "panoptic_examples.json"),
+        {
+            "thing_classes": [c["name"] for c in things],
+            "thing_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(things)},
+        },
+        str(COCO_SAMPLE / "images"),
+        str(coco_instances_json),
     )
     return name
 
@@ -99,6 +127,18 @@ def ade20k_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     load_script("prepare_ade20k_sem_seg").convert_split(
         ade / "annotations" / "validation", ade / "annotations_detectron2" / "validation"
     )
+    return root
+
+
+@pytest.fixture(scope="session")
+def mapillary_layout_root(ade20k_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dataset root whose ``mapillary_vistas/validation/{images,labels}`` hold the 3 ADE20K sample
+    images and converted labels: the layout of ``mapillary_vistas_sem_seg_val``."""
+    root = tmp_path_factory.mktemp("d2_datasets_mapillary")
+    ade = ade20k_root / "ADEChallengeData2016"
+    split = root / "mapillary_vistas" / "validation"
+    shutil.copytree(ade / "images" / "validation", split / "images")
+    shutil.copytree(ade / "annotations_detectron2" / "validation", split / "labels")
     return root
 
 

@@ -2,7 +2,6 @@
 (shapes, padding, non-empty masks, classes in range, crop drops masks, LSJ size), inference mode,
 colour jitter, and errors naming the bad file."""
 
-import json
 import random
 from pathlib import Path
 from typing import Dict
@@ -17,7 +16,6 @@ from detectron2.utils.env import seed_all_rng
 from PIL import Image
 
 from mask2former.data import build_dataset_mapper
-from mask2former.data.datasets import register_instance_dataset
 from mask2former.data.mappers import (
     COCOInstanceNewBaselineDatasetMapper,
     COCOPanopticNewBaselineDatasetMapper,
@@ -29,30 +27,6 @@ from mask2former.data.mappers import (
 from mask2former.data.panoptic_format import rgb_to_id
 
 COCO_SAMPLE = Path(__file__).parent / "samples" / "coco_panoptic"
-
-
-@pytest.fixture(scope="module")
-def coco_instance_dataset(script, coco_json: dict, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """COCO instances json of the panoptic sample's things (made by the Mapillary converter)."""
-    content = script("prepare_mapillary_vistas_ins_seg").convert_panoptic_json(
-        COCO_SAMPLE / "panoptic_examples.json",
-        COCO_SAMPLE / "panoptic_examples",
-        coco_json["categories"],
-    )
-    json_file = tmp_path_factory.mktemp("coco_instances") / "instances.json"
-    json_file.write_text(json.dumps(content))
-    things = [c for c in coco_json["categories"] if c["isthing"]]
-    name = "test_mapper_coco_instances"
-    register_instance_dataset(
-        name,
-        {
-            "thing_classes": [c["name"] for c in things],
-            "thing_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(things)},
-        },
-        str(COCO_SAMPLE / "images"),
-        str(json_file),
-    )
-    return name
 
 
 def _non_crowd(d: Dict) -> int:

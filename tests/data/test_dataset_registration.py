@@ -3,18 +3,22 @@ semantic / instance registration on the real samples, and the category tables.""
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any, Dict
 
 import numpy as np
 import pytest
+from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
 
 import mask2former.data  # noqa: F401  (registers the builtin datasets)
+from mask2former import add_maskformer2_config, add_maskformer2_video_config
 from mask2former.data.datasets import (
     RootRelativeMetadata,
     panoptic_metadata,
-    register_instance_dataset,
     register_panoptic_dataset,
     register_semantic_dataset,
 )
@@ -25,8 +29,10 @@ from mask2former.data.datasets.categories.coco import (
     coco_stuff_categories,
 )
 from mask2former.data.datasets.categories.mapillary_vistas import mapillary_vistas_categories
+from mask2former.data.datasets.register import CLASS_METADATA_KEYS
 
 COCO_SAMPLE = Path(__file__).parent / "samples" / "coco_panoptic"
+REPO = Path(__file__).resolve().parents[2]
 
 # name -> (evaluator_type, ignore_label, number of stuff_classes, number of thing_classes)
 BUILTIN = {
@@ -84,25 +90,106 @@ def test_builtin_panoptic_metadata_maps(name: str) -> None:
     assert (meta.get("sem_seg_root") is not None) == has_semantic
 
 
-def test_dataset_root_is_read_lazily(ade20k_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """DETECTRON2_DATASETS set after import decides where builtin datasets are read from."""
-    monkeypatch.setenv("DETECTRON2_DATASETS", str(ade20k_root))
-    meta = MetadataCatalog.get("ade20k_sem_seg_val")
-    expected = ade20k_root / "ADEChallengeData2016" / "annotations_detectron2" / "validation"
+def test_dataset_root_is_read_lazily(
+    mapillary_layout_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DETECTRON2_DATASETS set after import decides where our builtin datasets are read from.
+
+    (detectron2's own builtins, e.g. ``ade20k_sem_seg_val``, read it when ``detectron2.data`` is
+    imported; they are not registered again, see the test below.)"""
+    name = "mapillary_vistas_sem_seg_val"
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(mapillary_layout_root))
+    meta = MetadataCatalog.get(name)
+    expected = mapillary_layout_root / "mapillary_vistas" / "validation" / "labels"
     assert meta.sem_seg_root == str(expected)
     assert meta.as_dict()["sem_seg_root"] == str(expected)
-    dicts = DatasetCatalog.get("ade20k_sem_seg_val")
+    dicts = DatasetCatalog.get(name)
     assert len(dicts) == 3
     assert all(Path(d["file_name"]).is_file() for d in dicts)
     assert all(d["sem_seg_file_name"].startswith(str(expected)) for d in dicts)
 
-    elsewhere = ade20k_root / "nowhere"
+    elsewhere = mapillary_layout_root / "nowhere"
     monkeypatch.setenv("DETECTRON2_DATASETS", str(elsewhere))
-    assert MetadataCatalog.get("ade20k_sem_seg_val").image_root.startswith(str(elsewhere))
+    assert MetadataCatalog.get(name).image_root.startswith(str(elsewhere))
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        DatasetCatalog.get("ade20k_sem_seg_val")
+        DatasetCatalog.get(name)
     with pytest.raises(FileNotFoundError, match="panoptic_val2017.json"):
         DatasetCatalog.get("coco_2017_val_panoptic_with_sem_seg")
+
+
+# Lists, in a fresh process that does not import mask2former, every dataset detectron2 registers by
+# itself: its loader's qualified name and its metadata.
+_LIST_DETECTRON2_BUILTINS = """
+import json
+from detectron2.data import DatasetCatalog, MetadataCatalog
+listing = {
+    name: {
+        "loader": DatasetCatalog[name].__module__ + "." + DatasetCatalog[name].__qualname__,
+        "metadata": MetadataCatalog.get(name).as_dict(),
+    }
+    for name in DatasetCatalog.list()
+}
+print(json.dumps(listing, default=str))
+"""
+
+
+def _as_json(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+@pytest.fixture(scope="module")
+def detectron2_builtins() -> Dict[str, Dict[str, Any]]:
+    result = subprocess.run(
+        [sys.executable, "-c", _LIST_DETECTRON2_BUILTINS],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ),
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_detectron2_builtins_are_not_registered_again(detectron2_builtins: Dict) -> None:
+    """Importing mask2former keeps detectron2's registration of its own datasets (loader, paths,
+    evaluator settings); only the class metadata of the ones Mask2Former uses changes, as in the
+    official code."""
+    assert {"coco_2017_val_panoptic", "ade20k_sem_seg_val"} <= set(detectron2_builtins)
+    changed = set()
+    for name, builtin in detectron2_builtins.items():
+        loader = DatasetCatalog[name]
+        assert f"{loader.__module__}.{loader.__qualname__}" == builtin["loader"], name
+        ours = _as_json(MetadataCatalog.get(name).as_dict())
+        theirs = builtin["metadata"]
+        assert set(ours) >= set(theirs), name
+        for key in set(ours) | set(theirs):
+            if ours.get(key) != theirs.get(key):
+                assert key in CLASS_METADATA_KEYS, (name, key)
+                changed.add(name)
+    assert changed == {
+        "coco_2017_train_panoptic",
+        "coco_2017_val_panoptic",
+        "ade20k_sem_seg_train",
+        "ade20k_sem_seg_val",
+    }
+    coco = MetadataCatalog.get("coco_2017_val_panoptic")
+    assert (
+        coco.thing_classes
+        == MetadataCatalog.get("coco_2017_val_panoptic_with_sem_seg").thing_classes
+    )
+    assert len(MetadataCatalog.get("ade20k_sem_seg_val").stuff_colors) == 150
+
+
+def test_every_dataset_of_the_configs_is_registered() -> None:
+    """Each DATASETS.TRAIN / TEST name of configs/ (the official names) is registered."""
+    names = set()
+    for path in (REPO / "configs").rglob("*.yaml"):
+        cfg = get_cfg()  # Base-*.yaml files are not complete configs: merged, not validated
+        add_maskformer2_config(cfg)
+        add_maskformer2_video_config(cfg)
+        cfg.merge_from_file(str(path))
+        names.update(cfg.DATASETS.TRAIN, cfg.DATASETS.TEST)
+    assert len(names) >= 20
+    assert sorted(names - set(DatasetCatalog.list())) == []
 
 
 def test_register_panoptic_dataset_loads_coco_sample(
@@ -173,27 +260,11 @@ def test_register_semantic_dataset_missing_folder_names_it(tmp_path: Path) -> No
 
 
 def test_register_instance_dataset_from_converted_coco_sample(
-    script, coco_json: dict, tmp_path: Path
+    coco_instance_dataset: str, coco_instances_json: Path
 ) -> None:
     """COCO instances json made from the panoptic sample by the Mapillary-style converter."""
-    content = script("prepare_mapillary_vistas_ins_seg").convert_panoptic_json(
-        COCO_SAMPLE / "panoptic_examples.json",
-        COCO_SAMPLE / "panoptic_examples",
-        coco_json["categories"],
-    )
-    json_file = tmp_path / "instances.json"
-    json_file.write_text(json.dumps(content))
-    things = [c for c in coco_json["categories"] if c["isthing"]]
-    name = "test_coco_instances_sample"
-    register_instance_dataset(
-        name,
-        {
-            "thing_classes": [c["name"] for c in things],
-            "thing_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(things)},
-        },
-        str(COCO_SAMPLE / "images"),
-        str(json_file),
-    )
+    content = json.loads(coco_instances_json.read_text())
+    name = coco_instance_dataset
     dicts = DatasetCatalog.get(name)
     assert len(dicts) == 2
     assert sum(len(d["annotations"]) for d in dicts) == len(content["annotations"]) > 0

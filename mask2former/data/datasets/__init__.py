@@ -2,7 +2,7 @@
 (image and video).
 
 Importing this package registers the builtin datasets (no file access; paths are resolved against
-``$DETECTRON2_DATASETS`` when used).
+``$DETECTRON2_DATASETS`` when used). Names detectron2 registers itself are not registered again.
 """
 
 from .builtin import register_all_builtin
@@ -14,6 +14,8 @@ from .register import (
     register_instance_dataset,
     register_panoptic_dataset,
     register_semantic_dataset,
+    semantic_metadata,
+    set_class_metadata,
 )
 from .ytvis import load_ytvis_json, register_ytvis_instances, ytvis_metadata
 
@@ -31,6 +33,8 @@ __all__ = [
     "register_semantic_dataset",
     "register_ytvis_instances",
     "ytvis_metadata",
+    "semantic_metadata",
+    "set_class_metadata",
 ]
 
 register_all_builtin()

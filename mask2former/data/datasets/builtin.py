@@ -5,14 +5,23 @@ Each family is a table of splits fed to one generic registration function (``reg
 Paths are relative to ``$DETECTRON2_DATASETS`` (default ``datasets``), which is read when a
 dataset is loaded or a path metadata field is accessed, not at import (no file access here).
 
-COCO instances (``coco_2017_{train,val}``) and Cityscapes (``cityscapes_fine_{instance_seg,
-sem_seg,panoptic}_{train,val}``) are detectron2 builtins, used as they are. The detectron2
-builtins ``coco_2017_{train,val}_panoptic`` and ``ade20k_sem_seg_{train,val}`` are re-registered
-with Mask2Former's metadata (thing/stuff maps over all classes, ADE20K colours).
+Names that detectron2 registers itself are not registered again. COCO instances
+(``coco_2017_{train,val}``) and Cityscapes (``cityscapes_fine_{instance_seg,sem_seg,panoptic}_
+{train,val}``) are used as they are. ``coco_2017_{train,val}_panoptic`` and
+``ade20k_sem_seg_{train,val}`` are listed in the tables below (so that they exist whatever the
+detectron2 version) but keep detectron2's registration, paths and root (read when
+``detectron2.data`` is imported); they only get Mask2Former's class metadata, as in the official
+code: the 80 COCO thing classes and colours (detectron2 lists all 133 classes as things), a
+``stuff_dataset_id_to_contiguous_id`` over all 133 classes (one contiguous id space, as the
+``_with_sem_seg`` variants), the ADE20K colours.
 """
 
+import functools
+import logging
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
+
+from detectron2.data import DatasetCatalog
 
 from .categories.ade20k import (
     ADE20K_150_CLASSES,
@@ -28,10 +37,20 @@ from .register import (
     register_instance_dataset,
     register_panoptic_dataset,
     register_semantic_dataset,
+    semantic_metadata,
+    set_class_metadata,
 )
 from .synthetic import register_synthetic_datasets
 
-__all__ = ["BUILTIN_PANOPTIC", "BUILTIN_SEMANTIC", "BUILTIN_INSTANCE", "register_all_builtin"]
+__all__ = [
+    "BUILTIN_INSTANCE",
+    "BUILTIN_PANOPTIC",
+    "BUILTIN_SEMANTIC",
+    "TRAIN_VAL_SPLITS",
+    "register_all_builtin",
+]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -126,14 +145,15 @@ class SemanticFamily:
     dataset_ids: Optional[Callable[[], List[int]]] = None  # dataset id of each class
 
 
-_TRAIN_VAL = (("train", "training"), ("val", "validation"))
+# (split name in dataset and file names, split folder of the ADE20K / Mapillary Vistas releases).
+TRAIN_VAL_SPLITS: Tuple[Tuple[str, str], ...] = (("train", "training"), ("val", "validation"))
 
 BUILTIN_SEMANTIC: Tuple[SemanticFamily, ...] = (
     SemanticFamily(
         "ade20k_sem_seg_{split}",
         "ADEChallengeData2016/images/{split}",
         "ADEChallengeData2016/annotations_detectron2/{split}",
-        _TRAIN_VAL,
+        TRAIN_VAL_SPLITS,
         lambda: ADE20K_150_CLASSES,
         colors=lambda: ADE20K_150_COLORS,
     ),
@@ -141,7 +161,7 @@ BUILTIN_SEMANTIC: Tuple[SemanticFamily, ...] = (
         "ade20k_full_sem_seg_{split}",
         "ADE20K_2021_17_01/images_detectron2/{split}",
         "ADE20K_2021_17_01/annotations_detectron2/{split}",
-        _TRAIN_VAL,
+        TRAIN_VAL_SPLITS,
         lambda: [name for _, name in ADE20K_FULL_CATEGORIES],
         ignore_label=65535,  # labels are 16-bit TIFFs (847 classes)
         gt_ext="tif",
@@ -151,7 +171,7 @@ BUILTIN_SEMANTIC: Tuple[SemanticFamily, ...] = (
         "mapillary_vistas_sem_seg_{split}",
         "mapillary_vistas/{split}/images",
         "mapillary_vistas/{split}/labels",
-        _TRAIN_VAL,
+        TRAIN_VAL_SPLITS,
         lambda: [c["name"] for c in mapillary_vistas_categories()],
         colors=lambda: [c["color"] for c in mapillary_vistas_categories()],
         ignore_label=MAPILLARY_VISTAS_IGNORE_LABEL,
@@ -173,7 +193,7 @@ BUILTIN_INSTANCE: Tuple[Tuple[str, str, str], ...] = tuple(
         f"ADEChallengeData2016/images/{dirname}",
         f"ADEChallengeData2016/ade20k_instance_{split}.json",
     )
-    for split, dirname in _TRAIN_VAL
+    for split, dirname in TRAIN_VAL_SPLITS
 )
 
 
@@ -187,14 +207,33 @@ def _ade20k_instance_metadata() -> Dict:
     }
 
 
+def _register_once(name: str, metadata: Dict, register: Callable[[], None]) -> None:
+    """Call ``register`` unless ``name`` is registered already.
+
+    A registered name is a detectron2 builtin (``coco_2017_{train,val}_panoptic``,
+    ``ade20k_sem_seg_{train,val}``): it is not registered again (its loader, paths and root stay
+    detectron2's), only given Mask2Former's class metadata (:func:`set_class_metadata` with
+    ``metadata``), as the official code does.
+    """
+    if name in DatasetCatalog.list():
+        logger.debug(
+            f"Dataset {name!r} is registered already: setting Mask2Former's class metadata"
+        )
+        set_class_metadata(name, metadata)
+    else:
+        register()
+
+
 def register_all_builtin() -> None:
-    """Register every dataset of the tables above (lazy roots; replaces detectron2 builtins of
-    the same name), and the project's embedded synthetic dataset (generated on first load)."""
+    """Register every dataset of the tables above with lazy roots (names detectron2 registers
+    itself keep detectron2's registration, see :func:`_register_once`), and the project's embedded
+    synthetic dataset (generated on first load)."""
     register_synthetic_datasets()
     for family in BUILTIN_PANOPTIC:
         metadata = panoptic_metadata(family.categories(), family.all_classes_are_things)
         for split in family.splits:
-            register_panoptic_dataset(
+            register = functools.partial(
+                register_panoptic_dataset,
                 split.name,
                 metadata,
                 split.image_root,
@@ -205,33 +244,34 @@ def register_all_builtin() -> None:
                 evaluator_type=family.evaluator_type,
                 ignore_label=family.ignore_label,
                 root_relative=True,
-                replace=True,
             )
+            _register_once(split.name, metadata, register)
     for family in BUILTIN_SEMANTIC:
         extra = {}
         if family.dataset_ids is not None:
             extra["stuff_dataset_id_to_contiguous_id"] = {
                 dataset_id: i for i, dataset_id in enumerate(family.dataset_ids())
             }
+        colors = None if family.colors is None else family.colors()
+        metadata = semantic_metadata(family.classes(), colors, extra)
         for split_name, split_dir in family.splits:
-            register_semantic_dataset(
-                family.name.format(split=split_name),
+            name = family.name.format(split=split_name)
+            register = functools.partial(
+                register_semantic_dataset,
+                name,
                 family.image_root.format(split=split_dir),
                 family.sem_seg_root.format(split=split_dir),
-                family.classes(),
-                colors=None if family.colors is None else family.colors(),
+                metadata["stuff_classes"],
+                colors=colors,
                 ignore_label=family.ignore_label,
                 gt_ext=family.gt_ext,
                 metadata=extra,
                 root_relative=True,
-                replace=True,
             )
+            _register_once(name, metadata, register)
+    metadata = _ade20k_instance_metadata()
     for name, image_root, json_file in BUILTIN_INSTANCE:
-        register_instance_dataset(
-            name,
-            _ade20k_instance_metadata(),
-            image_root,
-            json_file,
-            root_relative=True,
-            replace=True,
+        register = functools.partial(
+            register_instance_dataset, name, metadata, image_root, json_file, root_relative=True
         )
+        _register_once(name, metadata, register)

@@ -3,10 +3,12 @@
 
 Every builtin dataset goes through these three functions (see ``builtin.py``); users call them for
 their own data. Metadata follows the Mask2Former conventions that its evaluators rely on.
+:func:`set_class_metadata` gives a dataset registered by someone else (a detectron2 builtin) these
+conventions without registering it again.
 """
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -14,13 +16,27 @@ from .dataset_root import RootRelativeMetadata, resolve_path
 from .loaders import load_instance_json, load_panoptic_json, load_semantic_dataset
 
 __all__ = [
+    "CLASS_METADATA_KEYS",
     "panoptic_metadata",
     "register_instance_dataset",
     "register_panoptic_dataset",
     "register_semantic_dataset",
+    "semantic_metadata",
+    "set_class_metadata",
 ]
 
 logger = logging.getLogger(__name__)
+
+# The metadata fields that describe the classes (names, colours, id maps); the other fields are
+# paths and evaluation settings.
+CLASS_METADATA_KEYS = (
+    "thing_classes",
+    "thing_colors",
+    "stuff_classes",
+    "stuff_colors",
+    "thing_dataset_id_to_contiguous_id",
+    "stuff_dataset_id_to_contiguous_id",
+)
 
 
 def panoptic_metadata(categories: Sequence[Dict], all_classes_are_things: bool = False) -> Dict:
@@ -50,6 +66,38 @@ def panoptic_metadata(categories: Sequence[Dict], all_classes_are_things: bool =
         meta["thing_colors"] = [c["color"] for c in named_as_things]
         meta["stuff_colors"] = [c["color"] for c in categories]
     return meta
+
+
+def semantic_metadata(
+    classes: Sequence[str],
+    colors: Optional[Sequence[Sequence[int]]] = None,
+    extra: Optional[Mapping[str, Any]] = None,
+) -> Dict[str, Any]:
+    """Class metadata of a semantic dataset: ``stuff_classes``, ``stuff_colors`` (when ``colors``
+    are given) and the ``extra`` fields (e.g. ``stuff_dataset_id_to_contiguous_id``)."""
+    fields = dict(extra or {})
+    fields["stuff_classes"] = list(classes)
+    if colors is not None:
+        fields["stuff_colors"] = [list(c) for c in colors]
+    return fields
+
+
+def set_class_metadata(name: str, metadata: Mapping[str, Any]) -> None:
+    """Give the already registered dataset ``name`` the class fields of ``metadata``.
+
+    Only the keys of :data:`CLASS_METADATA_KEYS` are used; each replaces the dataset's value. The
+    dataset's loader and its other metadata (paths, ``evaluator_type``, ...) stay as they are.
+    This is how the official Mask2Former adapts detectron2's builtins (e.g. the 80 thing classes of
+    ``coco_2017_val_panoptic``, whose detectron2 metadata lists all 133 classes as things).
+    """
+    if name not in DatasetCatalog.list():
+        raise KeyError(f"Dataset {name!r} is not registered")
+    meta = MetadataCatalog.get(name)
+    fields = {key: value for key, value in metadata.items() if key in CLASS_METADATA_KEYS}
+    for key, value in fields.items():
+        if key in meta.as_dict() and meta.get(key) != value:
+            delattr(meta, key)  # Metadata.set refuses to change a value
+    meta.set(**fields)
 
 
 def _claim_name(name: str, replace: bool) -> None:
@@ -183,10 +231,7 @@ def register_semantic_dataset(
         )
 
     DatasetCatalog.register(name, load)
-    fields = dict(metadata or {})
-    fields["stuff_classes"] = list(classes)
-    if colors is not None:
-        fields["stuff_colors"] = [list(c) for c in colors]
+    fields = semantic_metadata(classes, colors, metadata)
     _set_metadata(
         name,
         {"image_root": image_root, "sem_seg_root": sem_seg_root},

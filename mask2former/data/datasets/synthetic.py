@@ -30,7 +30,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mask2former.data.panoptic_format import id_to_rgb
+from mask2former.data.panoptic_format import (
+    coco_instance_annotation,
+    id_to_rgb,
+    panoptic_segment_info,
+    semantic_from_panoptic,
+    write_json,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -183,28 +189,18 @@ def _render_sample(
 
 
 # ----------------------------------------------------------------------------- writing
-def _bbox_xywh(mask: np.ndarray) -> List[int]:
-    ys, xs = np.nonzero(mask)
-    return [
-        int(xs.min()),
-        int(ys.min()),
-        int(xs.max() - xs.min() + 1),
-        int(ys.max() - ys.min() + 1),
-    ]
-
-
 def _contiguous_ids() -> Dict[int, int]:
     return {c["id"]: i for i, c in enumerate(SYNTHETIC_CATEGORIES)}
 
 
 def generate_synthetic_split(out_dir: Path, split: SyntheticSplit) -> None:
     """Write one split (images, panoptic PNGs + json, semantic PNGs, instances json)."""
-    from pycocotools import mask as mask_utils
-
     out_dir = Path(out_dir)
     for sub in ("images", "panoptic", "panoptic_semseg"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     contiguous = _contiguous_ids()
+    thing_categories = [c for c in SYNTHETIC_CATEGORIES if c["isthing"]]
+    things = {c["id"] for c in thing_categories}
     images, pan_anns, inst_anns = [], [], []
     for index in range(split.num_images):
         rng = np.random.default_rng([split.seed, index])
@@ -213,52 +209,27 @@ def generate_synthetic_split(out_dir: Path, split: SyntheticSplit) -> None:
         stem = f"{index:06d}"
         Image.fromarray(image).save(out_dir / "images" / f"{stem}.jpg", quality=95)
         Image.fromarray(id_to_rgb(seg)).save(out_dir / "panoptic" / f"{stem}.png")
-        semseg = np.full(seg.shape, 255, dtype=np.uint8)
-        segments_info = []
-        for seg_id, cat in segments:
-            mask = seg == seg_id
-            semseg[mask] = contiguous[cat]
-            bbox = _bbox_xywh(mask)
-            area = int(mask.sum())
-            segments_info.append(
-                {"id": seg_id, "category_id": cat, "iscrowd": 0, "bbox": bbox, "area": area}
-            )
-            if cat in (_CIRCLE, _SQUARE, _TRIANGLE):
-                rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-                rle["counts"] = rle["counts"].decode("ascii")
-                inst_anns.append(
-                    {
-                        "id": len(inst_anns) + 1,  # COCOeval never matches an id of 0
-                        "image_id": image_id,
-                        "category_id": cat,
-                        "segmentation": rle,
-                        "area": area,
-                        "bbox": bbox,
-                        "iscrowd": 0,
-                    }
-                )
+        segments_info = [panoptic_segment_info(seg == i, i, cat) for i, cat in segments]
+        semseg = semantic_from_panoptic(seg, segments_info, category_map=contiguous)
         Image.fromarray(semseg).save(out_dir / "panoptic_semseg" / f"{stem}.png")
+        for segment_id, cat in segments:
+            if cat in things:  # COCOeval never matches an annotation id of 0: ids start at 1
+                annotation_id = len(inst_anns) + 1
+                inst_anns.append(
+                    coco_instance_annotation(seg == segment_id, annotation_id, image_id, cat)
+                )
         size = split.image_size
         images.append({"id": image_id, "file_name": f"{stem}.jpg", "width": size, "height": size})
         pan_anns.append(
             {"image_id": image_id, "file_name": f"{stem}.png", "segments_info": segments_info}
         )
     info = {"description": f"m2f_synthetic {split.name}", "version": GENERATOR_VERSION}
-    with open(out_dir / "panoptic.json", "w") as f:
-        json.dump(
-            {
-                "info": info,
-                "images": images,
-                "annotations": pan_anns,
-                "categories": SYNTHETIC_CATEGORIES,
-            },
-            f,
-        )
-    thing_cats = [c for c in SYNTHETIC_CATEGORIES if c["isthing"]]
-    with open(out_dir / "instances.json", "w") as f:
-        json.dump(
-            {"info": info, "images": images, "annotations": inst_anns, "categories": thing_cats}, f
-        )
+    for file_name, anns, categories in (
+        ("panoptic.json", pan_anns, SYNTHETIC_CATEGORIES),
+        ("instances.json", inst_anns, thing_categories),
+    ):
+        content = {"images": images, "annotations": anns, "categories": categories}
+        write_json(out_dir / file_name, {"info": info, **content})
 
 
 def _marker(split: SyntheticSplit) -> Dict[str, Any]:

@@ -1,6 +1,7 @@
 """Dataset mappers (dataset dict -> model input), chosen by ``cfg.INPUT.DATASET_MAPPER_NAME``."""
 
 from .augmentations import ColorAugSSDTransform, build_lsj_augmentations
+from .common import DatasetMapperBase
 from .instance import MaskFormerInstanceDatasetMapper
 from .lsj import COCOInstanceNewBaselineDatasetMapper, COCOPanopticNewBaselineDatasetMapper
 from .panoptic import MaskFormerPanopticDatasetMapper
@@ -20,6 +21,7 @@ __all__ = [
     "CocoClipDatasetMapper",
     "ColorAugSSDTransform",
     "DATASET_MAPPER_REGISTRY",
+    "DatasetMapperBase",
     "MaskFormerInstanceDatasetMapper",
     "MaskFormerPanopticDatasetMapper",
     "MaskFormerSemanticDatasetMapper",

@@ -1,17 +1,32 @@
 # Copyright (c) the mask2former authors.
-"""Steps every mapper shares: reading the image and the inference-mode mapping."""
+"""What every mapper shares: the base class (constructor arguments, reading the image, the
+inference-mode mapping, the check of the annotation keys) and the config helpers."""
 
 import copy
-from typing import Any, Dict, List, Tuple
+import logging
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
-from detectron2.config import CfgNode
+from detectron2.config import CfgNode, configurable
+from detectron2.data import Metadata, MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
+from fvcore.transforms.transform import Transform
 
 from .targets import image_to_tensor
 
-__all__ = ["inference_augmentations", "map_for_inference", "read_image_checked"]
+__all__ = [
+    "DatasetMapperBase",
+    "inference_augmentations",
+    "map_for_inference",
+    "mapper_config",
+    "read_image_checked",
+    "training_ignore_label",
+]
+
+logger = logging.getLogger(__name__)
+
+Augmentations = List[Union[T.Augmentation, Transform]]
 
 # Annotation keys removed from the dicts of inference mode (the evaluators read ground truth from
 # the dataset themselves).
@@ -38,7 +53,7 @@ def inference_augmentations(cfg: CfgNode) -> List[T.Augmentation]:
 
 
 def map_for_inference(
-    dataset_dict: Dict[str, Any], image: np.ndarray, augmentations: List[T.Augmentation]
+    dataset_dict: Dict[str, Any], image: np.ndarray, augmentations: Augmentations
 ) -> Dict[str, Any]:
     """Inference output: ``image`` ``[C, H', W']`` uint8 after ``augmentations``; ``height`` /
     ``width`` = original size (predictions are resized to it); annotation keys removed."""
@@ -49,3 +64,92 @@ def map_for_inference(
     for key in _ANNOTATION_KEYS:
         dataset_dict.pop(key, None)
     return dataset_dict
+
+
+def _training_dataset(cfg: CfgNode) -> Optional[Metadata]:
+    """Metadata of the first training dataset, which the official mappers read; None if none."""
+    return MetadataCatalog.get(cfg.DATASETS.TRAIN[0]) if cfg.DATASETS.TRAIN else None
+
+
+def training_ignore_label(cfg: CfgNode) -> int:
+    """``ignore_label`` of the first training dataset (255 when it sets none)."""
+    meta = _training_dataset(cfg)
+    return meta.get("ignore_label", 255) if meta is not None else 255
+
+
+def mapper_config(
+    cfg: CfgNode,
+    is_train: bool,
+    training_augmentations: Callable[[], Augmentations],
+    classes_key: str,
+) -> Dict[str, Any]:
+    """The :class:`DatasetMapperBase` arguments read from ``cfg``.
+
+    Args:
+        training_augmentations: builds the training augmentations (inference mode uses
+            :func:`inference_augmentations`).
+        classes_key: metadata list whose length is ``num_classes`` (e.g. "stuff_classes"); None
+            when there is no training dataset or it has no such list.
+    """
+    meta = _training_dataset(cfg)
+    classes = meta.get(classes_key) if meta is not None else None
+    return {
+        "is_train": is_train,
+        "augmentations": training_augmentations() if is_train else inference_augmentations(cfg),
+        "image_format": cfg.INPUT.FORMAT,
+        "num_classes": len(classes) if classes else None,
+    }
+
+
+class DatasetMapperBase:
+    """Base of the dataset mappers: a callable ``dataset dict -> model input``.
+
+    ``__call__`` reads the image; in inference mode it returns :func:`map_for_inference`; in
+    training mode it checks that the dict has the keys of :attr:`required_keys` and returns
+    :meth:`map_for_training`, which subclasses implement. Subclasses also give the
+    ``from_config`` classmethod and may take further constructor arguments.
+    """
+
+    # Keys a training dict must have; a missing one is an error naming the image.
+    required_keys: Tuple[str, ...] = ()
+
+    @configurable
+    def __init__(
+        self,
+        is_train: bool = True,
+        *,
+        augmentations: Augmentations,
+        image_format: str,
+        num_classes: Optional[int] = None,
+    ) -> None:
+        """
+        Args:
+            is_train: training (augment, build targets) or inference mapping.
+            augmentations: applied in order to the image and its annotations (inference: the
+                test-time resize).
+            image_format: format for ``detection_utils.read_image`` (e.g. "RGB").
+            num_classes: class ids must lie in ``[0, num_classes)`` (or be the ignore label);
+                None skips the check.
+        """
+        self.is_train = is_train
+        self.augmentations = augmentations
+        self.image_format = image_format
+        self.num_classes = num_classes
+        mode = "training" if is_train else "inference"
+        logger.info(f"[{type(self).__name__}] augmentations in {mode}: {augmentations}")
+
+    def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
+        dataset_dict, image = read_image_checked(dataset_dict, self.image_format)
+        if not self.is_train:
+            return map_for_inference(dataset_dict, image, self.augmentations)
+        for key in self.required_keys:
+            if key not in dataset_dict:
+                raise ValueError(
+                    f"{type(self).__name__} needs {key!r} in the dataset dict of "
+                    f"{dataset_dict['file_name']!r}"
+                )
+        return self.map_for_training(dataset_dict, image)
+
+    def map_for_training(self, dataset_dict: Dict[str, Any], image: np.ndarray) -> Dict[str, Any]:
+        """Training output of a (copied) dataset dict and its image ``[H, W, C]`` uint8."""
+        raise NotImplementedError

@@ -5,14 +5,18 @@ binary mask per non-crowd segment of the COCO-panoptic annotation."""
 from typing import Any, Dict
 
 import numpy as np
-import torch
 from detectron2.data import transforms as T
 
 from ..panoptic_format import rgb_to_id, semantic_from_panoptic
-from .common import map_for_inference, read_image_checked
 from .registry import DATASET_MAPPER_REGISTRY
 from .semantic import MaskFormerSemanticDatasetMapper
-from .targets import pad_bottom_right, panoptic_targets, read_panoptic_ids
+from .targets import (
+    pad_bottom_right,
+    padded_image,
+    panoptic_ids,
+    panoptic_targets,
+    read_panoptic_ids,
+)
 
 __all__ = ["MaskFormerPanopticDatasetMapper"]
 
@@ -32,14 +36,9 @@ class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
     Constructor arguments and config: those of :class:`MaskFormerSemanticDatasetMapper`.
     """
 
-    def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
-        dataset_dict, image = read_image_checked(dataset_dict, self.image_format)
-        if not self.is_train:
-            return map_for_inference(dataset_dict, image, self.augmentations)
-        if "pan_seg_file_name" not in dataset_dict:
-            raise ValueError(
-                f"Panoptic mapper needs 'pan_seg_file_name' for {dataset_dict['file_name']!r}"
-            )
+    required_keys = ("pan_seg_file_name",)
+
+    def map_for_training(self, dataset_dict: Dict[str, Any], image: np.ndarray) -> Dict[str, Any]:
         pan_file = dataset_dict.pop("pan_seg_file_name")
         segments_info = dataset_dict["segments_info"]
         pan_color = read_panoptic_ids(pan_file, image, dataset_dict["file_name"])  # [H, W, 3]
@@ -54,9 +53,9 @@ class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
 
         aug_input = T.AugInput(image, sem_seg=sem_seg)
         transforms = T.AugmentationList(self.augmentations)(aug_input)
-        pan_ids = torch.as_tensor(rgb_to_id(transforms.apply_segmentation(pan_color)))  # [H, W]
+        pan_ids = panoptic_ids(transforms.apply_segmentation(pan_color))  # [H, W]
 
-        dataset_dict["image"] = self._pad_image(aug_input.image)  # [3, H, W]
+        dataset_dict["image"] = padded_image(aug_input.image, self.size_divisibility)  # [3, H, W]
         if has_semantic:
             dataset_dict["sem_seg"] = self._pad_semantic(aug_input.sem_seg)  # [H, W]
         pan_ids = pad_bottom_right(pan_ids, self.size_divisibility, VOID_ID)

@@ -12,24 +12,29 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 from detectron2.data import detection_utils as utils
-from detectron2.structures import BitMasks, Boxes, Instances, polygons_to_bitmask
+from detectron2.structures import Instances, polygons_to_bitmask
 from torch.nn import functional as F
 
 from ..panoptic_format import rgb_to_id
 
 __all__ = [
+    "IMAGE_PAD_VALUE",
     "annotation_masks",
-    "boxes_from_masks",
     "build_instances",
     "check_labels",
     "image_to_tensor",
     "pad_bottom_right",
+    "padded_image",
     "panoptic_ids",
     "panoptic_targets",
     "read_label_map",
     "read_panoptic_ids",
+    "read_semantic_labels",
     "semantic_targets",
 ]
+
+# Value of the image padding (the official mappers pad images with 128).
+IMAGE_PAD_VALUE = 128
 
 
 def _check_same_size(label: np.ndarray, image: np.ndarray, file_name: str, image_file: str) -> None:
@@ -72,6 +77,20 @@ def check_labels(
         )
 
 
+def read_semantic_labels(
+    file_name: str,
+    image: np.ndarray,
+    image_file: str,
+    num_classes: Optional[int],
+    ignore_label: int,
+) -> np.ndarray:
+    """:func:`read_label_map` then :func:`check_labels`: the ``[H, W]`` float64 label map of
+    ``file_name``, checked against ``image``'s size and the class range."""
+    labels = read_label_map(file_name, image, image_file)
+    check_labels(labels, num_classes, ignore_label, file_name)
+    return labels
+
+
 def _check_category(category: int, num_classes: Optional[int], file_name: str) -> None:
     if num_classes is not None and not 0 <= category < num_classes:
         raise ValueError(
@@ -100,6 +119,12 @@ def pad_bottom_right(x: torch.Tensor, size_divisibility: int, value: float) -> t
     if x.dtype == torch.bool:  # constant padding of bool tensors goes through uint8
         return F.pad(x.to(torch.uint8), [0, pad_w, 0, pad_h], value=value).bool().contiguous()
     return F.pad(x, [0, pad_w, 0, pad_h], value=value).contiguous()
+
+
+def padded_image(image: np.ndarray, size_divisibility: int) -> torch.Tensor:
+    """``[H, W, C]`` uint8 image -> ``[C, H', W']`` uint8 tensor padded (bottom/right, with
+    :data:`IMAGE_PAD_VALUE`) to multiples of ``size_divisibility``."""
+    return pad_bottom_right(image_to_tensor(image), size_divisibility, IMAGE_PAD_VALUE)
 
 
 def build_instances(
@@ -177,8 +202,3 @@ def annotation_masks(
         classes.append(int(annotation["category_id"]))
         masks.append(torch.from_numpy(np.ascontiguousarray(mask)).to(torch.bool))
     return classes, masks
-
-
-def boxes_from_masks(masks: torch.Tensor) -> Boxes:
-    """Tight XYXY boxes of ``[N, H, W]`` masks."""
-    return BitMasks(masks).get_bounding_boxes()

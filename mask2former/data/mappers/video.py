@@ -35,8 +35,9 @@ from detectron2.data import transforms as T
 from detectron2.structures import Boxes, Instances
 from fvcore.transforms.transform import Transform
 
+from ...utils.boxes import masks_to_boxes
 from .registry import DATASET_MAPPER_REGISTRY, build_dataset_mapper
-from .targets import annotation_masks, boxes_from_masks, image_to_tensor
+from .targets import annotation_masks, image_to_tensor
 from .video_augmentations import clip_augmentations_from_config, start_clip
 
 __all__ = [
@@ -107,7 +108,7 @@ def clip_frame_instances(
     instances.gt_ids = torch.where(visible, torch.as_tensor(track_ids, dtype=torch.int64), -1)
     instances.gt_classes = torch.as_tensor(track_classes, dtype=torch.int64).reshape(-1)
     instances.gt_masks = gt_masks
-    instances.gt_boxes = boxes_from_masks(gt_masks) if len(track_ids) else Boxes(torch.zeros(0, 4))
+    instances.gt_boxes = Boxes(masks_to_boxes(gt_masks))
     return instances
 
 

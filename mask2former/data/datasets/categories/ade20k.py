@@ -1,18 +1,23 @@
 # Copyright (c) the mask2former authors.
-"""ADE20K (SceneParsing, 150 classes) category tables.
+"""ADE20K (SceneParsing, 150 classes) category tables, and the decoding of the instance-track PNGs
+into these categories (used by the panoptic and instance preparation scripts).
 
 Names and colours are those of the MIT SceneParsing benchmark (``objectInfo150``) as used by
 Mask2Former (Cheng et al., CVPR 2022); the 100 instance ("thing") classes and their ids are those of
 the SceneParsing instance track (``ade20k_instance_catid_mapping.txt``).
 """
 
-from typing import Dict, List, Tuple
+from typing import Dict, Iterator, List, Tuple
+
+import numpy as np
 
 __all__ = [
     "ADE20K_150_CLASSES",
     "ADE20K_150_COLORS",
     "ADE20K_INSTANCE_CATEGORIES",
+    "ADE20K_INSTANCE_TO_SEMANTIC",
     "ade20k_150_categories",
+    "ade20k_instances",
 ]
 
 # (name, colour) of the 150 classes; the list index is the contiguous id (label - 1 in the PNGs).
@@ -211,3 +216,32 @@ def ade20k_150_categories() -> List[Dict]:
         {"id": i, "name": name, "color": list(color), "isthing": int(i in things)}
         for i, (name, color) in enumerate(_ADE20K_150)
     ]
+
+
+# Instance-track class id (red channel of the instance PNGs) -> contiguous semantic id.
+ADE20K_INSTANCE_TO_SEMANTIC: Dict[int, int] = {
+    instance_id: semantic_id for instance_id, semantic_id, _ in ADE20K_INSTANCE_CATEGORIES
+}
+
+
+def ade20k_instances(instance: np.ndarray, file_name: str = "") -> Iterator[Tuple[np.ndarray, int]]:
+    """The instances of an instance-track PNG, in increasing instance id.
+
+    Args:
+        instance: ``[H, W, 3]`` uint8: R = instance class id (1..100), G = instance id (0 = none).
+        file_name: named in the error for a malformed annotation.
+
+    Yields:
+        ``([H, W] bool mask, contiguous semantic id)`` per instance.
+    """
+    for instance_id in np.unique(instance[..., 1]):
+        if instance_id == 0:
+            continue
+        mask = instance[..., 1] == instance_id
+        classes = np.unique(instance[..., 0][mask])
+        if len(classes) != 1 or int(classes[0]) not in ADE20K_INSTANCE_TO_SEMANTIC:
+            raise ValueError(
+                f"Instance annotation {file_name!r}: instance {int(instance_id)} has class ids "
+                f"{classes.tolist()}, expected exactly one in 1..{len(ADE20K_INSTANCE_TO_SEMANTIC)}"
+            )
+        yield mask, ADE20K_INSTANCE_TO_SEMANTIC[int(classes[0])]
