@@ -105,6 +105,9 @@ def add_mask_former_config(cfg: CN) -> None:
     mf.OVERSAMPLE_RATIO = 3.0
     # Fraction beta of points chosen by uncertainty (the rest are uniform random).
     mf.IMPORTANCE_SAMPLE_RATIO = 0.75
+    # Ours (not official): registered name of the training criterion in CRITERION_REGISTRY
+    # (mask2former.modeling.criterion); "SetCriterion" is the official loss.
+    mf.CRITERION_NAME = "SetCriterion"
 
     mf.TEST = CN()
     # Produce "sem_seg" outputs at inference.
@@ -133,6 +136,10 @@ def add_pixel_decoder_config(cfg: CN) -> None:
     cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES = ["res3", "res4", "res5"]
     # Deformable attention: sampling points per head and level.
     cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS = 4
+    # Ours (not official): FFN width of the deformable encoder layers. The official code
+    # hard-codes 1024 (and does not read MODEL.MASK_FORMER.DIM_FEEDFORWARD there); official
+    # checkpoints need 1024.
+    cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD = 1024
     # Kept for YAML compatibility: like the official code, the deformable encoder uses
     # MODEL.MASK_FORMER.NHEADS heads (checkpoints depend on it); a different value is warned about.
     cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS = 8

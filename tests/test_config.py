@@ -21,7 +21,11 @@ ALL_CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 OWN_FOLDERS = {"quick_schedules", "quickstart"}
 RECIPES = [p for p in ALL_CONFIGS if not p.name.startswith("Base-")]
 # Keys we add on top of the official ones.
-OUR_KEYS = {"SOLVER.AMP.DTYPE"}
+OUR_KEYS = {
+    "SOLVER.AMP.DTYPE",
+    "MODEL.MASK_FORMER.CRITERION_NAME",
+    "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD",
+}
 
 # Defaults of the official add_maskformer2_config (facebookresearch/Mask2Former), copied by hand.
 OFFICIAL_DEFAULTS: Dict[str, Any] = {
