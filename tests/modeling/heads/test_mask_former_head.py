@@ -5,24 +5,16 @@ from typing import Dict
 
 import pytest
 import torch
-from detectron2.config import CfgNode, get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_sem_seg_head
 from torch import nn
 
-from mask2former.config import add_maskformer2_config
 from mask2former.modeling.heads import MaskFormerHead
+from tests.helpers.official_fixtures import official_cfg
 
 FEATURES = ("res2", "res3", "res4", "res5")
 STRIDES = (4, 8, 16, 32)
 FIXTURE = "official_tiny"
-
-
-def fixture_cfg(folder: Path) -> CfgNode:
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(str(folder / "config_full.yaml"))
-    return cfg
 
 
 class Wrapper(nn.Module):
@@ -44,7 +36,7 @@ def official(fixtures_dir: Path) -> Dict:
     state = torch.load(folder / "state_dict.pth")
     head_state = {k: v for k, v in state.items() if k.startswith("sem_seg_head.")}
     return {
-        "cfg": fixture_cfg(folder),
+        "cfg": official_cfg(folder),
         "raw": raw,
         "features": features,
         "shapes": shapes,

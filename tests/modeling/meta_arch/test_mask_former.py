@@ -1,27 +1,23 @@
 """MaskFormer meta-architecture on the tiny R50 fixture config: training, inference, invariants."""
 
-from pathlib import Path
-
 import pytest
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.data import Metadata
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Instances
 
 import mask2former.modeling.backbone  # noqa: F401  (registers D2SwinTransformer)
 import mask2former.modeling.heads  # noqa: F401  (registers MaskFormerHead)
-from mask2former.config import add_maskformer2_config
 from mask2former.modeling.meta_arch import MaskFormer
+from tests.helpers.official_fixtures import FIXTURES, official_cfg
 
-FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "official_tiny"
+FIXTURE = FIXTURES / "official_tiny"
 THING_IDS = {i: i for i in range(80)}
 
 
 def tiny_cfg(**overrides) -> CfgNode:
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(str(FIXTURE / "config_full.yaml"))
+    cfg = official_cfg(FIXTURE)
     cfg.MODEL.MASK_FORMER.TRAIN_NUM_POINTS = 256  # keep the tests fast
     for key, value in overrides.items():
         node = cfg

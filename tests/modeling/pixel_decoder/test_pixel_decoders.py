@@ -15,17 +15,11 @@ from mask2former.modeling.pixel_decoder import (
     TransformerEncoderPixelDecoder,
     build_pixel_decoder,
 )
+from tests.helpers.official_fixtures import official_cfg
 
 FEATURES = ("res2", "res3", "res4", "res5")
 STRIDES = (4, 8, 16, 32)
 PREFIX = "sem_seg_head.pixel_decoder."
-
-
-def fixture_cfg(folder: Path) -> CfgNode:
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(str(folder / "config_full.yaml"))
-    return cfg
 
 
 def backbone_features(raw: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -72,7 +66,7 @@ def test_msdeformattn_matches_official(fixtures_dir: Path, fixture: str) -> None
     folder = fixtures_dir / fixture
     raw = torch.load(folder / "raw_outputs.pth")
     features = backbone_features(raw)
-    decoder = build_pixel_decoder(fixture_cfg(folder), shapes_of(features)).eval()
+    decoder = build_pixel_decoder(official_cfg(folder), shapes_of(features)).eval()
     assert isinstance(decoder, MSDeformAttnPixelDecoder)
     state = torch.load(folder / "state_dict.pth")
     state = {k[len(PREFIX) :]: v for k, v in state.items() if k.startswith(PREFIX)}

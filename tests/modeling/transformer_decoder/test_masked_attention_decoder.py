@@ -6,7 +6,7 @@ from typing import List, Tuple
 
 import pytest
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import get_cfg
 
 from mask2former.config import add_maskformer2_config
 from mask2former.modeling.transformer_decoder import (
@@ -14,15 +14,9 @@ from mask2former.modeling.transformer_decoder import (
     PositionEmbeddingSine,
     build_transformer_decoder,
 )
+from tests.helpers.official_fixtures import official_cfg
 
 PREFIX = "sem_seg_head.predictor."
-
-
-def fixture_cfg(folder: Path) -> CfgNode:
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(str(folder / "config_full.yaml"))
-    return cfg
 
 
 def tiny_decoder(**overrides) -> MultiScaleMaskedTransformerDecoder:
@@ -51,7 +45,7 @@ def tiny_inputs(batch: int = 1, channels: int = 16, seed: int = 0) -> Tuple[List
 @pytest.mark.parametrize("fixture", ["official_tiny", "official_tiny_swin"])
 def test_matches_official(fixtures_dir: Path, fixture: str) -> None:
     folder = fixtures_dir / fixture
-    cfg = fixture_cfg(folder)
+    cfg = official_cfg(folder)
     decoder = build_transformer_decoder(cfg, cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM).eval()
     assert decoder.num_layers == cfg.MODEL.MASK_FORMER.DEC_LAYERS - 1
     state = torch.load(folder / "state_dict.pth")
