@@ -10,6 +10,8 @@ from detectron2.modeling import build_sem_seg_head
 from torch import nn
 
 from mask2former.modeling.heads import MaskFormerHead
+from mask2former.modeling.pixel_decoder import build_pixel_decoder
+from mask2former.modeling.transformer_decoder import build_transformer_decoder
 from tests.helpers.official_fixtures import official_cfg
 
 FEATURES = ("res2", "res3", "res4", "res5")
@@ -64,6 +66,20 @@ def test_built_from_official_name_and_loads_plain_state_dict(official: Dict) -> 
     assert not official["has_metadata"]  # the case the official head mis-loads
     Wrapper(head).load_state_dict(official["state"], strict=True)
     check_outputs(head, official)
+
+
+def test_built_from_plain_modules(official: Dict) -> None:
+    cfg = official["cfg"]
+    head = MaskFormerHead(
+        pixel_decoder=build_pixel_decoder(cfg, official["shapes"]),
+        transformer_predictor=build_transformer_decoder(cfg, cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM),
+        transformer_in_feature="multi_scale_pixel_decoder",
+    )
+    Wrapper(head).load_state_dict(official["state"], strict=True)
+    check_outputs(head, official)
+    head.transformer_in_feature = "res9"
+    with pytest.raises(ValueError, match="res9"):
+        head(official["features"])
 
 
 def test_loads_old_layout_state_dict(official: Dict) -> None:

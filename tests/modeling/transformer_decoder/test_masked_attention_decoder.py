@@ -158,6 +158,15 @@ def test_unknown_decoder_name_lists_registered() -> None:
         build_transformer_decoder(cfg, 256)
 
 
+def test_builder_keeps_the_official_mask_classification_argument() -> None:
+    cfg = get_cfg()
+    add_maskformer2_config(cfg)
+    decoder = build_transformer_decoder(cfg, 256, mask_classification=True)
+    assert isinstance(decoder, MultiScaleMaskedTransformerDecoder)
+    with pytest.raises(ValueError, match="mask_classification=False"):
+        build_transformer_decoder(cfg, 256, mask_classification=False)
+
+
 def test_position_embedding_sine() -> None:
     pe = PositionEmbeddingSine(4, normalize=True)
     pos = pe(torch.zeros(2, 3, 2, 5))
