@@ -2,7 +2,7 @@
 # github.com/facebookresearch/Mask2Former): a pixel decoder followed by a transformer decoder
 # ("predictor"). Registered under the official name in detectron2's SEM_SEG_HEADS_REGISTRY.
 import logging
-from typing import Dict, List
+from typing import Any, Dict
 
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import ShapeSpec
@@ -70,16 +70,7 @@ class MaskFormerHead(nn.Module):
             "transformer_predictor": build_transformer_decoder(cfg, predictor_in_channels),
         }
 
-    def _load_from_state_dict(
-        self,
-        state_dict: Dict[str, Tensor],
-        prefix: str,
-        local_metadata: Dict,
-        strict: bool,
-        missing_keys: List[str],
-        unexpected_keys: List[str],
-        error_msgs: List[str],
-    ) -> None:
+    def _load_from_state_dict(self, state_dict: Dict[str, Tensor], prefix: str, *args: Any) -> None:
         # Old (MaskFormer v1) checkpoints keep the pixel decoder directly under the head
         # ("sem_seg_head.adapter_1.weight"). Unlike the official code, which renames every head key
         # when the checkpoint has no version metadata (breaking plain dicts in the new layout), we
@@ -98,9 +89,7 @@ class MaskFormerHead(nn.Module):
                 renamed,
                 prefix,
             )
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(self, features: Dict[str, Tensor]) -> Dict:
         """

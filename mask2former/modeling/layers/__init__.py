@@ -5,7 +5,7 @@ One concept per file: position encoding, residual sublayer, FFN, attention subla
 layer, MLP, FPN top-down path, masked-attention mask, and the number of multi-scale levels.
 """
 
-from .attention import CrossAttentionLayer, SelfAttentionLayer, with_pos
+from .attention import AttentionSublayer, CrossAttentionLayer, SelfAttentionLayer, with_pos
 from .encoder_layer import EncoderLayer, TransformerEncoderLayer, clone_layers
 from .feature_levels import NUM_MULTI_SCALE_FEATURES
 from .ffn import FeedForward, FFNLayer
@@ -18,6 +18,7 @@ from .residual import ResidualSublayer, add_residual, xavier_init_matrices
 __all__ = [
     "MLP",
     "NUM_MULTI_SCALE_FEATURES",
+    "AttentionSublayer",
     "CrossAttentionLayer",
     "EncoderLayer",
     "FFNLayer",

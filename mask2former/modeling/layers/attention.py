@@ -17,11 +17,11 @@ def with_pos(tensor: Tensor, pos: Optional[Tensor]) -> Tensor:
     return tensor if pos is None else tensor + pos
 
 
-class SelfAttentionLayer(ResidualSublayer):
-    """Self-attention among the queries; post-norm by default, pre-norm with ``normalize_before``.
+class AttentionSublayer(ResidualSublayer):
+    """Base of the attention sublayers: an ``nn.MultiheadAttention`` registered under the
+    subclass's ``attn_name`` (the official key), then ``norm``; post-norm by default."""
 
-    Keys: ``self_attn.*`` (an ``nn.MultiheadAttention``) and ``norm.*``.
-    """
+    attn_name: str
 
     def __init__(
         self, d_model: int, nhead: int, dropout: float = 0.0, normalize_before: bool = False
@@ -33,8 +33,18 @@ class SelfAttentionLayer(ResidualSublayer):
             normalize_before: pre-norm (True) or post-norm (False).
         """
         super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
+        self.add_module(self.attn_name, nn.MultiheadAttention(d_model, nhead, dropout=dropout))
         self._add_norm(d_model, dropout, normalize_before)
+
+
+class SelfAttentionLayer(AttentionSublayer):
+    """Self-attention among the queries; post-norm by default, pre-norm with ``normalize_before``.
+
+    Keys: ``self_attn.*`` (an ``nn.MultiheadAttention``) and ``norm.*``.
+    """
+
+    attn_name = "self_attn"
+    self_attn: nn.MultiheadAttention
 
     def forward(
         self,
@@ -61,19 +71,14 @@ class SelfAttentionLayer(ResidualSublayer):
         return self.residual(tgt, attend)
 
 
-class CrossAttentionLayer(ResidualSublayer):
+class CrossAttentionLayer(AttentionSublayer):
     """(Masked) cross-attention from the queries to a memory; post-norm by default.
 
     Keys: ``multihead_attn.*`` (an ``nn.MultiheadAttention``) and ``norm.*``.
     """
 
-    def __init__(
-        self, d_model: int, nhead: int, dropout: float = 0.0, normalize_before: bool = False
-    ):
-        """Arguments as in :class:`SelfAttentionLayer`."""
-        super().__init__()
-        self.multihead_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
-        self._add_norm(d_model, dropout, normalize_before)
+    attn_name = "multihead_attn"
+    multihead_attn: nn.MultiheadAttention
 
     def forward(
         self,

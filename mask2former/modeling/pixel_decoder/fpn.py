@@ -21,7 +21,7 @@ from ..layers import (
     xavier_init_matrices,
 )
 from ..layers.fpn import Norm
-from .registry import PIXEL_DECODER_REGISTRY
+from .registry import PIXEL_DECODER_REGISTRY, pixel_decoder_args
 
 
 @PIXEL_DECODER_REGISTRY.register()
@@ -71,13 +71,7 @@ class BasePixelDecoder(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> Dict:
-        head = cfg.MODEL.SEM_SEG_HEAD
-        return {
-            "input_shape": {k: v for k, v in input_shape.items() if k in head.IN_FEATURES},
-            "conv_dim": head.CONVS_DIM,
-            "mask_dim": head.MASK_DIM,
-            "norm": head.NORM,
-        }
+        return pixel_decoder_args(cfg, input_shape)
 
     def _coarsest(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         """Output of the coarsest level and the encoder features (None here)."""

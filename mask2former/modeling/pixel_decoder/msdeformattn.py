@@ -24,7 +24,7 @@ from ..layers import (
 )
 from ..layers.fpn import Norm
 from .ops import MSDeformAttn
-from .registry import PIXEL_DECODER_REGISTRY
+from .registry import PIXEL_DECODER_REGISTRY, pixel_decoder_args
 
 
 class MSDeformAttnTransformerEncoderLayer(EncoderLayer):
@@ -308,10 +308,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
     def from_config(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> Dict:
         head = cfg.MODEL.SEM_SEG_HEAD
         return {
-            "input_shape": {k: v for k, v in input_shape.items() if k in head.IN_FEATURES},
-            "conv_dim": head.CONVS_DIM,
-            "mask_dim": head.MASK_DIM,
-            "norm": head.NORM,
+            **pixel_decoder_args(cfg, input_shape),
             # As official: the encoder takes its dropout and heads from MODEL.MASK_FORMER, and
             # SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS is not read.
             "transformer_dropout": cfg.MODEL.MASK_FORMER.DROPOUT,

@@ -5,7 +5,7 @@ official ``ADVANCED_USAGE.md`` tells users to), are still found by :func:`build_
 """
 
 import logging
-from typing import Dict
+from typing import Any, Dict
 
 from detectron2.config import CfgNode
 from detectron2.layers import ShapeSpec
@@ -27,6 +27,19 @@ The registered object is called with `cfg, input_shape` and must implement
 """
 
 _CONFIG_KEY = "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME"
+
+
+def pixel_decoder_args(cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> Dict[str, Any]:
+    """The constructor arguments every pixel decoder reads from the config: ``input_shape``
+    (the features in ``MODEL.SEM_SEG_HEAD.IN_FEATURES``), ``conv_dim`` (``CONVS_DIM``),
+    ``mask_dim`` (``MASK_DIM``) and ``norm`` (``NORM``). For a pixel decoder's ``from_config``."""
+    head = cfg.MODEL.SEM_SEG_HEAD
+    return {
+        "input_shape": {k: v for k, v in input_shape.items() if k in head.IN_FEATURES},
+        "conv_dim": head.CONVS_DIM,
+        "mask_dim": head.MASK_DIM,
+        "norm": head.NORM,
+    }
 
 
 def build_pixel_decoder(cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> nn.Module:

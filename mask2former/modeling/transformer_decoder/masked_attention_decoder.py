@@ -5,7 +5,7 @@
 # DETR (Carion et al., ECCV 2020, github.com/facebookresearch/detr). Module names follow the
 # official code so official checkpoints load unchanged.
 import logging
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import fvcore.nn.weight_init as weight_init
 import torch
@@ -122,24 +122,13 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             "mask_dim": cfg.MODEL.SEM_SEG_HEAD.MASK_DIM,
         }
 
-    def _load_from_state_dict(
-        self,
-        state_dict: Dict[str, Tensor],
-        prefix: str,
-        local_metadata: Dict,
-        strict: bool,
-        missing_keys: List[str],
-        unexpected_keys: List[str],
-        error_msgs: List[str],
-    ) -> None:
+    def _load_from_state_dict(self, state_dict: Dict[str, Tensor], prefix: str, *args: Any) -> None:
         # Old checkpoints call the learned query features "static_query" (official conversion).
         for k in [k for k in state_dict if k.startswith(prefix + "static_query.")]:
             new_k = prefix + "query_feat." + k[len(prefix + "static_query.") :]
             logger.warning("Renaming %s to %s (old checkpoint layout)", k, new_k)
             state_dict[new_k] = state_dict.pop(k)
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(self, x: List[Tensor], mask_features: Tensor) -> Dict:
         """
