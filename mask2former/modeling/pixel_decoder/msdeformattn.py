@@ -21,6 +21,7 @@ from ..layers import (
     clone_layers,
     fpn_merge,
     with_pos,
+    xavier_init_matrices,
 )
 from ..layers.fpn import Norm
 from .ops import MSDeformAttn
@@ -153,9 +154,7 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+        xavier_init_matrices(self)
         for m in self.modules():
             if isinstance(m, MSDeformAttn):
                 m._reset_parameters()

@@ -115,7 +115,8 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             "nheads": mf.NHEADS,
             "dim_feedforward": mf.DIM_FEEDFORWARD,
             # DEC_LAYERS counts the prediction from the learned queries (supervised before the
-            # first layer), so the number of aux losses equals DEC_LAYERS - 1 + 1.
+            # first layer) as a layer: DEC_LAYERS - 1 layers make DEC_LAYERS predictions, the
+            # last one final and DEC_LAYERS - 1 auxiliary.
             "dec_layers": mf.DEC_LAYERS - 1,
             "pre_norm": mf.PRE_NORM,
             "enforce_input_project": mf.ENFORCE_INPUT_PROJ,
