@@ -36,6 +36,27 @@ class AttentionSublayer(ResidualSublayer):
         self.add_module(self.attn_name, nn.MultiheadAttention(d_model, nhead, dropout=dropout))
         self._add_norm(d_model, dropout, normalize_before)
 
+    def attend(
+        self,
+        query: Tensor,
+        memory: Tensor,
+        query_pos: Optional[Tensor],
+        memory_pos: Optional[Tensor],
+        attn_mask: Optional[Tensor],
+        key_padding_mask: Optional[Tensor],
+    ) -> Tensor:
+        """Attention of ``query`` [L, B, C] over ``memory`` [S, B, C]; the position embeddings are
+        added to queries and keys, not to values. Masks as in ``nn.MultiheadAttention``.
+        Returns [L, B, C]."""
+        attn: nn.MultiheadAttention = getattr(self, self.attn_name)
+        return attn(
+            query=with_pos(query, query_pos),
+            key=with_pos(memory, memory_pos),
+            value=memory,
+            attn_mask=attn_mask,
+            key_padding_mask=key_padding_mask,
+        )[0]
+
 
 class SelfAttentionLayer(AttentionSublayer):
     """Self-attention among the queries; post-norm by default, pre-norm with ``normalize_before``.
@@ -62,13 +83,10 @@ class SelfAttentionLayer(AttentionSublayer):
             [Q, B, C]
         """
 
-        def attend(x: Tensor) -> Tensor:
-            q = k = with_pos(x, query_pos)
-            return self.self_attn(
-                q, k, value=x, attn_mask=attn_mask, key_padding_mask=key_padding_mask
-            )[0]
+        def self_attend(x: Tensor) -> Tensor:
+            return self.attend(x, x, query_pos, query_pos, attn_mask, key_padding_mask)
 
-        return self.residual(tgt, attend)
+        return self.residual(tgt, self_attend)
 
 
 class CrossAttentionLayer(AttentionSublayer):
@@ -100,13 +118,7 @@ class CrossAttentionLayer(AttentionSublayer):
             [Q, B, C]
         """
 
-        def attend(x: Tensor) -> Tensor:
-            return self.multihead_attn(
-                query=with_pos(x, query_pos),
-                key=with_pos(memory, pos),
-                value=memory,
-                attn_mask=memory_mask,
-                key_padding_mask=memory_key_padding_mask,
-            )[0]
+        def cross_attend(x: Tensor) -> Tensor:
+            return self.attend(x, memory, query_pos, pos, memory_mask, memory_key_padding_mask)
 
-        return self.residual(tgt, attend)
+        return self.residual(tgt, cross_attend)
