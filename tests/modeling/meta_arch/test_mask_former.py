@@ -9,6 +9,7 @@ from detectron2.structures import BitMasks, Instances
 
 import mask2former.modeling.backbone  # noqa: F401  (registers D2SwinTransformer)
 import mask2former.modeling.heads  # noqa: F401  (registers MaskFormerHead)
+from mask2former.config import validate_maskformer2_config
 from mask2former.modeling.meta_arch import MaskFormer
 from tests.helpers.official_fixtures import FIXTURES, official_cfg
 
@@ -174,3 +175,12 @@ def test_panoptic_needs_thing_ids_in_metadata(model: MaskFormer) -> None:
             model([{"image": _image(32, 32, 9)}])
     finally:
         model.metadata = metadata
+
+
+def test_building_the_model_does_not_validate_the_config() -> None:
+    # The config is validated once, where it is built (mask2former.engine.build_config).
+    cfg = tiny_cfg(**{"MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD": 2.0})
+    with pytest.raises(ValueError, match="OVERLAP_THRESHOLD"):
+        validate_maskformer2_config(cfg)
+    model = build_model(cfg)
+    assert model.overlap_threshold == 2.0
