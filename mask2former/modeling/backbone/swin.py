@@ -25,10 +25,15 @@ from .swin_attention import (
     window_partition,
     window_reverse,
 )
-from .swin_blocks import BasicLayer, PatchEmbed, SwinTransformerBlock
+from .swin_blocks import BasicLayer, DropPath, Mlp, PatchEmbed, PatchMerging, SwinTransformerBlock
 
 __all__ = [
     "SHIFT_MASK_VALUE",
+    "BasicLayer",
+    "DropPath",
+    "Mlp",
+    "PatchEmbed",
+    "PatchMerging",
     "SwinTransformer",
     "SwinTransformerBlock",
     "D2SwinTransformer",
