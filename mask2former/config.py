@@ -117,8 +117,8 @@ def add_mask_former_config(cfg: CN) -> None:
     # The official recipes set 0.0.
     mf.DROPOUT = 0.1
     # Hidden width of the feed-forward networks of the transformer decoder and of
-    # TransformerEncoderPixelDecoder's encoder. MSDeformAttnPixelDecoder's encoder uses 1024
-    # whatever this says, as the official code (its checkpoints depend on it).
+    # TransformerEncoderPixelDecoder's encoder. MSDeformAttnPixelDecoder's encoder does not read
+    # it (SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD, 1024 as official).
     mf.DIM_FEEDFORWARD = 2048
     # Ignored (compatibility only; a non-zero value is warned about): the masked-attention decoder
     # has no encoder; the pixel decoder's encoder depth is SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS.
@@ -151,6 +151,9 @@ def add_mask_former_config(cfg: CN) -> None:
     # ... keep the IMPORTANCE_SAMPLE_RATIO fraction of the points among the most uncertain
     # candidates (mask logit closest to 0), and draw the rest uniformly.
     mf.IMPORTANCE_SAMPLE_RATIO = 0.75
+    # Ours (not official): registered name of the training criterion in CRITERION_REGISTRY
+    # (mask2former.modeling.criterion); "SetCriterion" is the official loss.
+    mf.CRITERION_NAME = "SetCriterion"
 
     mf.TEST = CN()
     # Inference returns "sem_seg" (per-class scores), and evaluation reports mIoU when the test set
@@ -190,6 +193,10 @@ def add_pixel_decoder_config(cfg: CN) -> None:
     cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES = ["res3", "res4", "res5"]
     # MSDeformAttnPixelDecoder: sampling points per attention head and level.
     cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS = 4
+    # Ours (not official): FFN width of the deformable encoder layers (MSDeformAttnPixelDecoder).
+    # The official code hard-codes 1024 there (MODEL.MASK_FORMER.DIM_FEEDFORWARD is not read);
+    # official checkpoints need 1024.
+    cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD = 1024
     # Ignored (compatibility only; a value other than MODEL.MASK_FORMER.NHEADS is warned about):
     # like the official code, the deformable encoder uses MODEL.MASK_FORMER.NHEADS heads.
     cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS = 8

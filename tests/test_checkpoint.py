@@ -12,15 +12,13 @@ from typing import Dict
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 
 import mask2former.modeling.backbone  # noqa: F401  (registers D2SwinTransformer)
 import mask2former.modeling.heads  # noqa: F401  (registers MaskFormerHead)
 import mask2former.modeling.meta_arch  # noqa: F401  (registers MaskFormer)
-from mask2former.config import add_maskformer2_config
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+from tests.helpers.official_fixtures import FIXTURES, official_cfg
 
 
 class RecordingCheckpointer(DetectionCheckpointer):
@@ -32,9 +30,7 @@ class RecordingCheckpointer(DetectionCheckpointer):
 
 
 def _cfg(fixture: str = "official_tiny", **overrides) -> CfgNode:
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(str(FIXTURES / fixture / "config_full.yaml"))
+    cfg = official_cfg(FIXTURES / fixture)
     cfg.merge_from_list([item for kv in overrides.items() for item in kv])
     return cfg
 

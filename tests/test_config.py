@@ -16,6 +16,7 @@ from mask2former.config import (
     add_maskformer2_config,
     validate_maskformer2_config,
 )
+from tests.helpers.config_dump import OUR_IMAGE_KEYS, flatten, get_key
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -32,7 +33,7 @@ ALL_CONFIGS = sorted(
 OWN_FOLDERS = {"quick_schedules", "quickstart"}
 RECIPES = [p for p in ALL_CONFIGS if not p.name.startswith("Base-")]
 # Keys we add on top of the official ones.
-OUR_KEYS = {"SOLVER.AMP.DTYPE"}
+OUR_KEYS = OUR_IMAGE_KEYS
 
 # Defaults of the official add_maskformer2_config (facebookresearch/Mask2Former), copied by hand.
 OFFICIAL_DEFAULTS: Dict[str, Any] = {
@@ -245,32 +246,6 @@ def _load(*paths: Path) -> CfgNode:
     return cfg
 
 
-def _plain(value: Any) -> Any:
-    """Tuples become lists and nodes become dicts, recursively, so values compare like YAML."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    flat: Dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = _plain(value)
-    return flat
-
-
-def _get(cfg: CfgNode, dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return _plain(node)
-
-
 @pytest.fixture(autouse=True)
 def _fresh_warning_state(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test sees no ignored-key warning as already emitted."""
@@ -280,7 +255,7 @@ def _fresh_warning_state(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_official_defaults() -> None:
     cfg = _new_cfg()
     for key, value in OFFICIAL_DEFAULTS.items():
-        assert _get(cfg, key) == value, key
+        assert get_key(cfg, key) == value, key
     assert cfg.SOLVER.AMP.DTYPE == "float16"
 
 
@@ -299,8 +274,8 @@ def test_add_twice_keeps_merged_values() -> None:
 def test_official_full_dump_merges_unchanged(fixture: str) -> None:
     path = FIXTURES / fixture / "config_full.yaml"
     cfg = _load(path)
-    expected = _flatten(yaml.safe_load(path.read_text()))
-    merged = _flatten(yaml.safe_load(cfg.dump()))
+    expected = flatten(yaml.safe_load(path.read_text()))
+    merged = flatten(yaml.safe_load(cfg.dump()))
     assert {k: merged[k] for k in expected} == expected
     # The dump lists every key of the official code: we define exactly those, plus ours.
     assert set(merged) - set(expected) == OUR_KEYS
@@ -313,8 +288,8 @@ def test_our_recipe_reproduces_official_dump(fixture: str) -> None:
     overrides = FIXTURES / fixture / "config_overrides.yaml"
     base = overrides.read_text().splitlines()[0].split("base config ")[1].strip()
     cfg = _load(REPO / base, overrides)
-    expected = _flatten(yaml.safe_load((FIXTURES / fixture / "config_full.yaml").read_text()))
-    merged = _flatten(yaml.safe_load(cfg.dump()))
+    expected = flatten(yaml.safe_load((FIXTURES / fixture / "config_full.yaml").read_text()))
+    merged = flatten(yaml.safe_load(cfg.dump()))
     assert {k: v for k, v in merged.items() if k not in OUR_KEYS} == expected
 
 
@@ -338,14 +313,14 @@ def test_every_config_merges(path: Path, caplog: pytest.LogCaptureFixture) -> No
         assert not caplog.records  # no recipe sets an ignored key
     if path.parent.name not in OWN_FOLDERS and path in RECIPES:
         for key, value in COMMON_EXPECTATIONS.items():
-            assert _get(cfg, key) == value, key
+            assert get_key(cfg, key) == value, key
 
 
 @pytest.mark.parametrize("name", sorted(RECIPE_EXPECTATIONS))
 def test_recipe_values(name: str) -> None:
     cfg = _load(REPO / "configs" / name)
     for key, value in RECIPE_EXPECTATIONS[name].items():
-        assert _get(cfg, key) == value, key
+        assert get_key(cfg, key) == value, key
 
 
 def _valid_cfg() -> CfgNode:
@@ -429,8 +404,8 @@ def test_every_added_key_is_read_or_compatibility_only() -> None:
     in COMPATIBILITY_ONLY_KEYS, and then is read nowhere and warned about when set."""
     base = get_cfg()
     add_deeplab_config(base)
-    added = set(_flatten(yaml.safe_load(_new_cfg().dump()))) - set(
-        _flatten(yaml.safe_load(base.dump()))
+    added = set(flatten(yaml.safe_load(_new_cfg().dump()))) - set(
+        flatten(yaml.safe_load(base.dump()))
     )
     assert len(added) > 50 and set(COMPATIBILITY_ONLY_KEYS) <= added
     read = _names_read_by_the_package()

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import Metadata
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
@@ -19,18 +18,18 @@ from detectron2.structures import Instances
 import mask2former.modeling.backbone  # noqa: F401  (registers D2SwinTransformer)
 import mask2former.modeling.heads  # noqa: F401  (registers MaskFormerHead)
 import mask2former.modeling.meta_arch  # noqa: F401  (registers MaskFormer)
-from mask2former.config import add_maskformer2_config
-from tests.modeling.test_postprocessing import assert_matches_official
+from tests.helpers.official_fixtures import (
+    FIXTURES,
+    OFFICIAL_FIXTURES,
+    assert_matches_official,
+    official_cfg,
+)
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-FIXTURE_NAMES = ["official_tiny", "official_tiny_swin"]
+FIXTURE_NAMES = list(OFFICIAL_FIXTURES)
 
 
 def _load_official_model(fixture_dir: Path) -> torch.nn.Module:
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(str(fixture_dir / "config_full.yaml"))
-    model = build_model(cfg)
+    model = build_model(official_cfg(fixture_dir))
     DetectionCheckpointer(model).load(str(fixture_dir / "state_dict.pth"))
     info = json.loads((fixture_dir / "postprocess.json").read_text())
     # COCO panoptic: contiguous ids 0..79 are things (as the registered COCO metadata says).

@@ -6,13 +6,13 @@ from typing import Any, Dict, List
 import pytest
 import yaml
 from detectron2.config import CfgNode, get_cfg
-from test_config import _flatten, _get  # the image config tests' dump helpers
 
 from mask2former import (
     add_maskformer2_config,
     add_maskformer2_video_config,
     validate_maskformer2_config,
 )
+from tests.helpers.config_dump import OUR_IMAGE_KEYS, OUR_VIDEO_KEYS, flatten, get_key
 
 REPO = Path(__file__).resolve().parents[1]
 VIDEO_FIXTURE = Path(__file__).parent / "fixtures" / "official_tiny_video"
@@ -25,11 +25,7 @@ VIDEO_CONFIGS: List[Path] = sorted(
 VIDEO_RECIPES: List[Path] = [p for p in VIDEO_CONFIGS if not p.name.startswith("Base-")]
 R50_2019 = REPO / "configs" / "youtubevis_2019" / "video_maskformer2_R50_bs16_8ep.yaml"
 # Keys we add on top of the official ones (image and video).
-OUR_KEYS = {
-    "SOLVER.AMP.DTYPE",
-    "MODEL.MASK_FORMER.TEST.WINDOW_INFERENCE",
-    "MODEL.MASK_FORMER.TEST.WINDOW_SIZE",
-}
+OUR_KEYS = OUR_IMAGE_KEYS | OUR_VIDEO_KEYS
 
 # The official add_maskformer2_video_config (mask2former_video/config.py), copied by hand.
 OFFICIAL_VIDEO_DEFAULTS: Dict[str, Any] = {
@@ -183,7 +179,7 @@ def load_video_config(*paths: Path) -> CfgNode:
 def test_official_video_defaults() -> None:
     cfg = load_video_config()
     for key, value in OFFICIAL_VIDEO_DEFAULTS.items():
-        assert _get(cfg, key) == value, key
+        assert get_key(cfg, key) == value, key
     assert cfg.MODEL.MASK_FORMER.TEST.WINDOW_INFERENCE is False
     assert cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE == 30
 
@@ -204,8 +200,8 @@ def test_official_video_dump_merges_unchanged() -> None:
     """The official code's full video config merges, and we define exactly its keys plus ours."""
     path = VIDEO_FIXTURE / "config_full.yaml"
     cfg = load_video_config(path)
-    expected = _flatten(yaml.safe_load(path.read_text()))
-    merged = _flatten(yaml.safe_load(cfg.dump()))
+    expected = flatten(yaml.safe_load(path.read_text()))
+    merged = flatten(yaml.safe_load(cfg.dump()))
     assert {k: merged[k] for k in expected} == expected
     assert set(merged) - set(expected) == OUR_KEYS
     validate_maskformer2_config(cfg)
@@ -217,8 +213,8 @@ def test_our_recipe_reproduces_official_video_dump() -> None:
     base = overrides.read_text().splitlines()[0].split("base config ")[1].strip()
     assert base == "configs/youtubevis_2019/video_maskformer2_R50_bs16_8ep.yaml"
     cfg = load_video_config(REPO / base, overrides)
-    expected = _flatten(yaml.safe_load((VIDEO_FIXTURE / "config_full.yaml").read_text()))
-    merged = _flatten(yaml.safe_load(cfg.dump()))
+    expected = flatten(yaml.safe_load((VIDEO_FIXTURE / "config_full.yaml").read_text()))
+    merged = flatten(yaml.safe_load(cfg.dump()))
     assert {k: v for k, v in merged.items() if k not in OUR_KEYS} == expected
 
 
@@ -246,14 +242,14 @@ def test_every_video_config_merges(path: Path) -> None:
     if path in VIDEO_RECIPES:  # Base files leave the model keys at their defaults
         validate_maskformer2_config(cfg)
         for key, value in COMMON_VIDEO_EXPECTATIONS.items():
-            assert _get(cfg, key) == value, key
+            assert get_key(cfg, key) == value, key
 
 
 @pytest.mark.parametrize("name", sorted(RECIPE_EXPECTATIONS))
 def test_video_recipe_values(name: str) -> None:
     cfg = load_video_config(REPO / "configs" / name)
     for key, value in RECIPE_EXPECTATIONS[name].items():
-        assert _get(cfg, key) == value, key
+        assert get_key(cfg, key) == value, key
 
 
 @pytest.mark.parametrize(

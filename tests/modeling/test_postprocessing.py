@@ -14,6 +14,7 @@ from mask2former.modeling.postprocessing import (
     panoptic_inference,
     semantic_inference,
 )
+from tests.helpers.official_fixtures import assert_matches_official
 
 FIXTURE_NAMES = ["official_tiny", "official_tiny_swin"]
 
@@ -26,44 +27,6 @@ def _fixture_logits(fixture_dir):
     )[0]  # [Q, 128, 160]
     mask_pred = sem_seg_postprocess(mask_pred, (120, 150), 120, 150)  # [Q, 120, 150]
     return raw["pred_logits"][0], mask_pred
-
-
-def assert_matches_official(fixture_dir, sem_seg, panoptic, instances) -> None:
-    """Compare post-processed results with ``postprocess.pth/json`` within the README tolerances.
-
-    Shared with the end-to-end parity test.
-    """
-    ref = torch.load(fixture_dir / "postprocess.pth")
-    info = json.loads((fixture_dir / "postprocess.json").read_text())
-
-    assert sem_seg.shape == tuple(info["sem_seg_shape"])
-    strided = sem_seg[:, :: info["sem_seg_stride"], :: info["sem_seg_stride"]]
-    scale = ref["sem_seg_strided"].abs().max()
-    assert (strided - ref["sem_seg_strided"]).abs().max() <= 1e-5 * scale
-    assert (sem_seg.argmax(0) != ref["sem_seg_argmax"].long()).sum() <= 5
-    torch.testing.assert_close(
-        sem_seg.double().sum((1, 2)), ref["sem_seg_class_sum"], rtol=1e-5, atol=1e-3
-    )
-
-    panoptic_seg, segments_info = panoptic
-    assert panoptic_seg.dtype == torch.int32
-    assert segments_info == info["segments_info"]
-    assert (panoptic_seg != ref["panoptic_seg"]).sum() <= 5
-
-    assert len(instances) == info["num_instances"]
-    order = instances.scores.argsort(descending=True)
-    ref_order = ref["instances_scores"].argsort(descending=True)
-    assert torch.equal(instances.pred_classes[order], ref["instances_pred_classes"][ref_order])
-    torch.testing.assert_close(
-        instances.scores[order], ref["instances_scores"][ref_order], rtol=0, atol=1e-4
-    )
-    masks = instances.pred_masks[order].bool()
-    assert (masks != ref["instances_pred_masks"][ref_order]).sum() <= 50
-    # Real boxes: tight around each mask.
-    torch.testing.assert_close(
-        instances.pred_boxes.tensor,
-        BitMasks(instances.pred_masks.bool()).get_bounding_boxes().tensor,
-    )
 
 
 @pytest.mark.parametrize("name", FIXTURE_NAMES)

@@ -5,376 +5,45 @@
 # Copyright (c) Microsoft Corporation) and its dense-prediction variant that Mask2Former ships as
 # `D2SwinTransformer` (github.com/facebookresearch/Mask2Former, MIT License). Parameter and buffer
 # names equal the official ones, so official and ImageNet Swin checkpoints load unchanged.
-# The bicubic resizing of the relative position bias table follows the official Swin fine-tuning
-# code (`utils.load_pretrained`).
-import logging
-import math
-from typing import Any, Dict, Optional, Sequence, Tuple
+# The window attention is in `swin_attention.py`, the blocks and stages in `swin_blocks.py`.
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 from torch import Tensor, nn
 
+# Re-exported, so the official module's names stay importable from here.
+from .swin_attention import (
+    SHIFT_MASK_VALUE,
+    WindowAttention,
+    relative_position_index,
+    resize_relative_position_bias_table,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
+from .swin_blocks import BasicLayer, DropPath, Mlp, PatchEmbed, PatchMerging, SwinTransformerBlock
+
 __all__ = [
+    "SHIFT_MASK_VALUE",
+    "BasicLayer",
+    "DropPath",
+    "Mlp",
+    "PatchEmbed",
+    "PatchMerging",
     "SwinTransformer",
+    "SwinTransformerBlock",
     "D2SwinTransformer",
+    "WindowAttention",
     "window_partition",
     "window_reverse",
     "relative_position_index",
     "shifted_window_mask",
     "resize_relative_position_bias_table",
 ]
-
-logger = logging.getLogger(__name__)
-
-# Value added to attention logits between tokens of different regions of a shifted window
-# (the official code uses -100.0, not -inf).
-SHIFT_MASK_VALUE = -100.0
-
-
-def window_partition(x: Tensor, window_size: int) -> Tensor:
-    """Split `x: [B, H, W, C]` (H, W multiples of window_size) into `[B*nW, ws, ws, C]` windows."""
-    b, h, w, c = x.shape
-    x = x.view(b, h // window_size, window_size, w // window_size, window_size, c)  # B,h,ws,w,ws,C
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size, window_size, c)  # B*nW,ws,ws,C
-
-
-def window_reverse(windows: Tensor, window_size: int, height: int, width: int) -> Tensor:
-    """Inverse of `window_partition`: `[B*nW, ws, ws, C]` -> `[B, height, width, C]`."""
-    nh, nw = height // window_size, width // window_size
-    c = windows.shape[-1]
-    x = windows.view(-1, nh, nw, window_size, window_size, c)  # B,nh,nw,ws,ws,C
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, height, width, c)  # B,H,W,C
-
-
-def relative_position_index(window_size: int) -> Tensor:
-    """`[N, N]` int64 (N = ws*ws): row of the bias table for each (query, key) pair of a window.
-
-    Entry = (dy + ws - 1) * (2ws - 1) + (dx + ws - 1) with (dy, dx) = query - key position.
-    """
-    coords = torch.stack(
-        torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij")
-    ).flatten(1)  # 2, N
-    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)  # N, N, 2
-    rel = rel + (window_size - 1)
-    return rel[..., 0] * (2 * window_size - 1) + rel[..., 1]  # N, N
-
-
-def shifted_window_mask(
-    height: int, width: int, window_size: int, shift_size: int, device: torch.device
-) -> Tensor:
-    """Additive attention mask `[nW, N, N]` for the cyclically shifted (padded) map.
-
-    `height`/`width` are the padded sizes (multiples of window_size). After the roll by
-    -shift_size, the last window row/column holds tokens from both borders; the map is cut into
-    3x3 regions and tokens of different regions get `SHIFT_MASK_VALUE` (0 otherwise).
-    """
-    img_mask = torch.zeros((1, height, width, 1), device=device)  # 1, Hp, Wp, 1
-    slices = (
-        slice(0, -window_size),
-        slice(-window_size, -shift_size),
-        slice(-shift_size, None),
-    )
-    label = 0
-    for hs in slices:
-        for ws in slices:
-            img_mask[:, hs, ws, :] = label
-            label += 1
-    windows = window_partition(img_mask, window_size).view(-1, window_size * window_size)  # nW,N
-    diff = windows.unsqueeze(1) - windows.unsqueeze(2)  # nW, N, N
-    return torch.zeros_like(diff).masked_fill(diff != 0, SHIFT_MASK_VALUE)
-
-
-def resize_relative_position_bias_table(table: Tensor, window_size: int) -> Tensor:
-    """Bicubically resize a bias table `[(2w-1)^2, nH]` to `[(2*window_size-1)^2, nH]`."""
-    old_side = math.isqrt(table.shape[0])
-    new_side = 2 * window_size - 1
-    if old_side * old_side != table.shape[0]:
-        raise ValueError(
-            f"relative_position_bias_table of shape {tuple(table.shape)} is not square"
-        )
-    if old_side == new_side:
-        return table
-    num_heads = table.shape[1]
-    grid = table.float().permute(1, 0).reshape(1, num_heads, old_side, old_side)  # 1,nH,L,L
-    grid = F.interpolate(grid, size=(new_side, new_side), mode="bicubic", align_corners=False)
-    return grid.reshape(num_heads, new_side * new_side).permute(1, 0).to(table.dtype)  # L'^2,nH
-
-
-class DropPath(nn.Module):
-    """Stochastic depth (Huang et al., 2016): drop a residual branch per sample in training."""
-
-    def __init__(self, drop_prob: float = 0.0) -> None:
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.drop_prob == 0.0:
-            return x
-        keep_prob = 1.0 - self.drop_prob
-        shape = (x.shape[0],) + (1,) * (x.ndim - 1)  # one draw per sample
-        keep = x.new_empty(shape).bernoulli_(keep_prob)
-        return x * keep / keep_prob
-
-    def extra_repr(self) -> str:
-        return f"drop_prob={self.drop_prob:.3f}"
-
-
-class Mlp(nn.Module):
-    """Two-layer feed-forward block `fc1 -> GELU -> drop -> fc2 -> drop`."""
-
-    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dim, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
-class WindowAttention(nn.Module):
-    """Multi-head self-attention inside windows of `window_size**2` tokens with relative bias.
-
-    The `relative_position_bias_table` of a loaded state dict with another window size is resized
-    bicubically (and the stored `relative_position_index` replaced by this module's own).
-    """
-
-    def __init__(
-        self,
-        dim: int,
-        window_size: int,
-        num_heads: int,
-        qkv_bias: bool = True,
-        qk_scale: Optional[float] = None,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
-    ) -> None:
-        super().__init__()
-        if dim % num_heads != 0:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
-        self.dim = dim
-        self.window_size = window_size
-        self.num_heads = num_heads
-        self.scale = qk_scale or (dim // num_heads) ** -0.5
-        self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * window_size - 1) ** 2, num_heads)
-        )  # (2ws-1)^2, nH
-        self.register_buffer("relative_position_index", relative_position_index(window_size))
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.attn_drop = attn_drop
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
-        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-
-    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
-        """`x: [B*nW, N, C]`, `mask: [nW, N, N]` additive or None -> `[B*nW, N, C]`."""
-        bw, n, c = x.shape
-        qkv = self.qkv(x).reshape(bw, n, 3, self.num_heads, c // self.num_heads)  # B*nW,N,3,nH,d
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each B*nW, nH, N, d
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]  # N*N,nH
-        bias = bias.view(n, n, -1).permute(2, 0, 1).unsqueeze(0)  # 1, nH, N, N
-        if mask is not None:
-            nw = mask.shape[0]
-            bias = bias + mask.unsqueeze(1)  # nW, nH, N, N
-            bias = bias.repeat(bw // nw, 1, 1, 1)  # B*nW, nH, N, N (window index fastest)
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=bias.to(q.dtype),
-            dropout_p=self.attn_drop if self.training else 0.0,
-            scale=self.scale,
-        )  # B*nW, nH, N, d
-        out = out.transpose(1, 2).reshape(bw, n, c)  # B*nW, N, C
-        return self.proj_drop(self.proj(out))
-
-    def _load_from_state_dict(self, state_dict: Dict[str, Tensor], prefix: str, *args) -> None:
-        table_key = prefix + "relative_position_bias_table"
-        table = state_dict.get(table_key)
-        if table is not None and table.shape != self.relative_position_bias_table.shape:
-            logger.info(
-                "Resizing %s from %s to %s (bicubic)",
-                table_key,
-                tuple(table.shape),
-                tuple(self.relative_position_bias_table.shape),
-            )
-            state_dict[table_key] = resize_relative_position_bias_table(table, self.window_size)
-            index_key = prefix + "relative_position_index"
-            if index_key in state_dict:
-                state_dict[index_key] = self.relative_position_index.clone()
-        super()._load_from_state_dict(state_dict, prefix, *args)
-
-
-class SwinTransformerBlock(nn.Module):
-    """Pre-norm block: (shifted) window attention then MLP, each with a (drop-path) residual."""
-
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        window_size: int = 7,
-        shift_size: int = 0,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: Optional[float] = None,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-    ) -> None:
-        super().__init__()
-        if not 0 <= shift_size < window_size:
-            raise ValueError(f"shift_size {shift_size} must be in [0, window_size={window_size})")
-        self.window_size = window_size
-        self.shift_size = shift_size
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(
-            dim, window_size, num_heads, qkv_bias, qk_scale, attn_drop, drop
-        )
-        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
-
-    def window_attention(self, x: Tensor, shift_mask: Optional[Tensor]) -> Tensor:
-        """`x: [B, H, W, C]` -> `[B, H, W, C]`: pad, shift, attend per window, unshift, crop.
-
-        The zero padding (bottom/right, to multiples of the window) is not masked. `shift_mask`
-        (`shifted_window_mask` of the padded size) is used only when the block is shifted.
-        """
-        b, h, w, c = x.shape
-        ws, s = self.window_size, self.shift_size
-        pad_b, pad_r = (ws - h % ws) % ws, (ws - w % ws) % ws
-        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))  # B, Hp, Wp, C
-        hp, wp = x.shape[1:3]
-        if s > 0:
-            x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))
-        windows = window_partition(x, ws).view(-1, ws * ws, c)  # B*nW, N, C
-        windows = self.attn(windows, mask=shift_mask if s > 0 else None)  # B*nW, N, C
-        x = window_reverse(windows.view(-1, ws, ws, c), ws, hp, wp)  # B, Hp, Wp, C
-        if s > 0:
-            x = torch.roll(x, shifts=(s, s), dims=(1, 2))
-        return x[:, :h, :w, :]  # B, H, W, C
-
-    def forward(self, x: Tensor, height: int, width: int, shift_mask: Optional[Tensor]) -> Tensor:
-        """`x: [B, H*W, C]` tokens of a `height x width` map -> `[B, H*W, C]`."""
-        b, length, c = x.shape
-        if length != height * width:
-            raise ValueError(f"got {length} tokens for a {height}x{width} map")
-        y = self.norm1(x).view(b, height, width, c)  # B, H, W, C
-        y = self.window_attention(y, shift_mask).reshape(b, length, c)  # B, H*W, C
-        x = x + self.drop_path(y)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
-
-    def _load_from_state_dict(self, state_dict: Dict[str, Tensor], prefix: str, *args) -> None:
-        # The original Swin release stores the shift mask as a buffer; it is built at runtime here.
-        state_dict.pop(prefix + "attn_mask", None)
-        super()._load_from_state_dict(state_dict, prefix, *args)
-
-
-class PatchMerging(nn.Module):
-    """Concatenate 2x2 neighbourhoods (zero pad odd sides), LayerNorm, then Linear 4C -> 2C."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
-        self.norm = nn.LayerNorm(4 * dim)
-
-    def forward(self, x: Tensor, height: int, width: int) -> Tensor:
-        """`x: [B, H*W, C]` -> `[B, ceil(H/2)*ceil(W/2), 2C]`."""
-        b, _, c = x.shape
-        x = x.view(b, height, width, c)  # B, H, W, C
-        x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))  # B, H', W', C (even sides)
-        x = torch.cat(
-            [x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1
-        )  # B, H'/2, W'/2, 4C
-        x = x.view(b, -1, 4 * c)  # B, H'/2*W'/2, 4C
-        return self.reduction(self.norm(x))
-
-
-class BasicLayer(nn.Module):
-    """One stage: `depth` blocks alternating regular and shifted windows, then optional merging."""
-
-    def __init__(
-        self,
-        dim: int,
-        depth: int,
-        num_heads: int,
-        window_size: int,
-        mlp_ratio: float,
-        qkv_bias: bool,
-        qk_scale: Optional[float],
-        drop: float,
-        attn_drop: float,
-        drop_path: Sequence[float],
-        downsample: bool,
-        use_checkpoint: bool,
-    ) -> None:
-        super().__init__()
-        self.window_size = window_size
-        self.shift_size = window_size // 2
-        self.use_checkpoint = use_checkpoint
-        self.blocks = nn.ModuleList(
-            SwinTransformerBlock(
-                dim,
-                num_heads,
-                window_size,
-                shift_size=0 if i % 2 == 0 else window_size // 2,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                qk_scale=qk_scale,
-                drop=drop,
-                attn_drop=attn_drop,
-                drop_path=drop_path[i],
-            )
-            for i in range(depth)
-        )
-        self.downsample = PatchMerging(dim) if downsample else None
-
-    def forward(self, x: Tensor, height: int, width: int) -> Tuple[Tensor, Tensor, int, int]:
-        """`x: [B, H*W, C]` -> (stage output `[B, H*W, C]`, next-stage input, its height, width).
-
-        Without downsampling the next-stage input is the stage output and the size is unchanged.
-        """
-        shift_mask = None
-        if self.shift_size > 0 and len(self.blocks) > 1:
-            ws = self.window_size
-            hp, wp = math.ceil(height / ws) * ws, math.ceil(width / ws) * ws
-            shift_mask = shifted_window_mask(hp, wp, ws, self.shift_size, x.device).to(x.dtype)
-        for block in self.blocks:
-            if self.use_checkpoint and x.requires_grad:
-                x = torch.utils.checkpoint.checkpoint(
-                    block, x, height, width, shift_mask, use_reentrant=False
-                )
-            else:
-                x = block(x, height, width, shift_mask)
-        if self.downsample is None:
-            return x, x, height, width
-        return x, self.downsample(x, height, width), (height + 1) // 2, (width + 1) // 2
-
-
-class PatchEmbed(nn.Module):
-    """Non-overlapping `patch_size` conv (input zero padded to a multiple), optional LayerNorm."""
-
-    def __init__(self, patch_size: int, in_chans: int, embed_dim: int, patch_norm: bool) -> None:
-        super().__init__()
-        self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(embed_dim) if patch_norm else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        """`x: [B, C_in, H, W]` -> `[B, E, ceil(H/p), ceil(W/p)]`."""
-        p = self.patch_size
-        h, w = x.shape[-2:]
-        x = F.pad(x, (0, (p - w % p) % p, 0, (p - h % p) % p))  # B, C_in, H', W'
-        x = self.proj(x)  # B, E, Wh, Ww
-        if self.norm is not None:
-            x = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # B, E, Wh, Ww
-        return x
 
 
 class SwinTransformer(nn.Module):

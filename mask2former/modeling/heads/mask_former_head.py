@@ -2,7 +2,7 @@
 # github.com/facebookresearch/Mask2Former): a pixel decoder followed by a transformer decoder
 # ("predictor"). Registered under the official name in detectron2's SEM_SEG_HEADS_REGISTRY.
 import logging
-from typing import Dict, List, Optional
+from typing import Any, Dict
 
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import ShapeSpec
@@ -24,49 +24,28 @@ class MaskFormerHead(nn.Module):
 
     ``forward(features)`` returns the predictor's dict: ``pred_logits`` [B, Q, K+1],
     ``pred_masks`` [B, Q, H/4, W/4] and ``aux_outputs`` (list of dicts with the same keys).
+    Keys: ``pixel_decoder.*``, ``predictor.*``.
     """
 
     @configurable
     def __init__(
         self,
-        input_shape: Dict[str, ShapeSpec],
         *,
-        num_classes: int,
         pixel_decoder: nn.Module,
-        loss_weight: float = 1.0,
-        ignore_value: int = -1,
         transformer_predictor: nn.Module,
         transformer_in_feature: str,
     ):
         """
         Args:
-            input_shape: channels and stride of the input features.
-            num_classes: number of classes K.
             pixel_decoder: module with ``forward_features(features)``.
-            loss_weight: kept for config compatibility (the criterion holds the loss weights).
-            ignore_value: label ignored in training.
             transformer_predictor: the transformer decoder.
             transformer_in_feature: what the predictor reads: "multi_scale_pixel_decoder",
-                "transformer_encoder", "pixel_embedding" or the name of an input feature.
+                "transformer_encoder", "pixel_embedding" or the name of a backbone feature.
         """
         super().__init__()
-        shapes = sorted(input_shape.items(), key=lambda kv: kv[1].stride)
-        self.in_features = [k for k, _ in shapes]
-        if (
-            transformer_in_feature not in _PIXEL_DECODER_OUTPUTS
-            and transformer_in_feature not in input_shape
-        ):
-            raise ValueError(
-                f"transformer_in_feature {transformer_in_feature!r} is neither one of "
-                f"{list(_PIXEL_DECODER_OUTPUTS)} nor an input feature {self.in_features}"
-            )
-        self.ignore_value = ignore_value
-        self.common_stride = 4
-        self.loss_weight = loss_weight
         self.pixel_decoder = pixel_decoder
         self.predictor = transformer_predictor
         self.transformer_in_feature = transformer_in_feature
-        self.num_classes = num_classes
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> Dict:
@@ -82,30 +61,16 @@ class MaskFormerHead(nn.Module):
                 f"MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE {in_feature!r} is neither one of "
                 f"{list(_PIXEL_DECODER_OUTPUTS)} nor a backbone feature {sorted(input_shape)}"
             )
+        # Official keys read by the official head but used nowhere (SEM_SEG_HEAD.IGNORE_VALUE,
+        # LOSS_WEIGHT, NUM_CLASSES: the criterion and the predictor hold what they mean) are not
+        # passed on.
         return {
-            "input_shape": {
-                k: v for k, v in input_shape.items() if k in cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES
-            },
-            "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
-            "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
             "pixel_decoder": build_pixel_decoder(cfg, input_shape),
-            "loss_weight": cfg.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT,
             "transformer_in_feature": in_feature,
-            "transformer_predictor": build_transformer_decoder(
-                cfg, predictor_in_channels, mask_classification=True
-            ),
+            "transformer_predictor": build_transformer_decoder(cfg, predictor_in_channels),
         }
 
-    def _load_from_state_dict(
-        self,
-        state_dict: Dict[str, Tensor],
-        prefix: str,
-        local_metadata: Dict,
-        strict: bool,
-        missing_keys: List[str],
-        unexpected_keys: List[str],
-        error_msgs: List[str],
-    ) -> None:
+    def _load_from_state_dict(self, state_dict: Dict[str, Tensor], prefix: str, *args: Any) -> None:
         # Old (MaskFormer v1) checkpoints keep the pixel decoder directly under the head
         # ("sem_seg_head.adapter_1.weight"). Unlike the official code, which renames every head key
         # when the checkpoint has no version metadata (breaking plain dicts in the new layout), we
@@ -124,30 +89,33 @@ class MaskFormerHead(nn.Module):
                 renamed,
                 prefix,
             )
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
-    def forward(self, features: Dict[str, Tensor], mask: Optional[Tensor] = None) -> Dict:
+    def forward(self, features: Dict[str, Tensor]) -> Dict:
         """
         Args:
             features: backbone features by name, [B, C_l, H_l, W_l].
-            mask: optional padding mask passed to the predictor (ignored by Mask2Former's).
         Returns:
             the predictor's output dict (see the class docstring).
         """
         mask_features, encoder_features, multi_scale_features = self.pixel_decoder.forward_features(
             features
         )
-        if self.transformer_in_feature == "multi_scale_pixel_decoder":
-            return self.predictor(multi_scale_features, mask_features, mask)
-        if self.transformer_in_feature == "transformer_encoder":
+        in_feature = self.transformer_in_feature
+        if in_feature == "multi_scale_pixel_decoder":
+            return self.predictor(multi_scale_features, mask_features)
+        if in_feature == "transformer_encoder":
             if encoder_features is None:
                 raise ValueError(
                     "transformer_in_feature 'transformer_encoder' needs a pixel decoder that "
                     f"returns encoder features; {type(self.pixel_decoder).__name__} returns None"
                 )
-            return self.predictor(encoder_features, mask_features, mask)
-        if self.transformer_in_feature == "pixel_embedding":
-            return self.predictor(mask_features, mask_features, mask)
-        return self.predictor(features[self.transformer_in_feature], mask_features, mask)
+            return self.predictor(encoder_features, mask_features)
+        if in_feature == "pixel_embedding":
+            return self.predictor(mask_features, mask_features)
+        if in_feature not in features:
+            raise ValueError(
+                f"transformer_in_feature {in_feature!r} is neither one of "
+                f"{list(_PIXEL_DECODER_OUTPUTS)} nor an input feature {sorted(features)}"
+            )
+        return self.predictor(features[in_feature], mask_features)

@@ -17,9 +17,7 @@ from detectron2.utils.memory import retry_if_cuda_oom
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ...config import validate_maskformer2_config
-from ..criterion import SetCriterion
-from ..matcher import HungarianMatcher
+from ..criterion import build_criterion
 from ..postprocessing import instance_inference, panoptic_inference, semantic_inference
 
 __all__ = ["MaskFormer"]
@@ -39,8 +37,7 @@ class MaskFormer(nn.Module):
         *,
         backbone: Backbone,
         sem_seg_head: nn.Module,
-        criterion: SetCriterion,
-        num_queries: int,
+        criterion: nn.Module,
         object_mask_threshold: float,
         overlap_threshold: float,
         metadata: Any,
@@ -58,8 +55,8 @@ class MaskFormer(nn.Module):
             backbone: a detectron2 backbone.
             sem_seg_head: maps backbone features to ``pred_logits`` [B, Q, K+1], ``pred_masks``
                 [B, Q, H/4, W/4] and ``aux_outputs``.
-            criterion: the training loss; its ``weight_dict`` weights (and selects) the losses.
-            num_queries: Q.
+            criterion: the training loss (see ``CRITERION_REGISTRY``): ``criterion(outputs,
+                targets)`` gives unweighted losses; its ``weight_dict`` weights (and selects) them.
             object_mask_threshold: panoptic: minimum class score of a kept query.
             overlap_threshold: panoptic: minimum visible / own area ratio of a segment.
             metadata: dataset metadata; ``thing_dataset_id_to_contiguous_id`` gives the thing
@@ -80,7 +77,6 @@ class MaskFormer(nn.Module):
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
         self.criterion = criterion
-        self.num_queries = num_queries
         self.object_mask_threshold = object_mask_threshold
         self.overlap_threshold = overlap_threshold
         self.metadata = metadata
@@ -97,47 +93,14 @@ class MaskFormer(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> Dict[str, Any]:
-        validate_maskformer2_config(cfg)
+        # The config is validated where it is built (mask2former.engine.build_config).
         mf = cfg.MODEL.MASK_FORMER
         backbone = build_backbone(cfg)
         sem_seg_head = build_sem_seg_head(cfg, backbone.output_shape())
-
-        matcher = HungarianMatcher(
-            cost_class=mf.CLASS_WEIGHT,
-            cost_mask=mf.MASK_WEIGHT,
-            cost_dice=mf.DICE_WEIGHT,
-            num_points=mf.TRAIN_NUM_POINTS,
-        )
-        weight_dict = {
-            "loss_ce": mf.CLASS_WEIGHT,
-            "loss_mask": mf.MASK_WEIGHT,
-            "loss_dice": mf.DICE_WEIGHT,
-        }
-        if mf.DEEP_SUPERVISION:
-            # DEC_LAYERS counts the prediction from the learned queries as a layer, so there are
-            # DEC_LAYERS - 1 aux predictions, each weighted like the final one.
-            weight_dict.update(
-                {
-                    f"{k}_{i}": v
-                    for i in range(mf.DEC_LAYERS - 1)
-                    for k, v in list(weight_dict.items())
-                }
-            )
-        criterion = SetCriterion(
-            cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
-            matcher=matcher,
-            weight_dict=weight_dict,
-            eos_coef=mf.NO_OBJECT_WEIGHT,
-            losses=["labels", "masks"],
-            num_points=mf.TRAIN_NUM_POINTS,
-            oversample_ratio=mf.OVERSAMPLE_RATIO,
-            importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO,
-        )
         return {
             "backbone": backbone,
             "sem_seg_head": sem_seg_head,
-            "criterion": criterion,
-            "num_queries": mf.NUM_OBJECT_QUERIES,
+            "criterion": build_criterion(cfg),
             "object_mask_threshold": mf.TEST.OBJECT_MASK_THRESHOLD,
             "overlap_threshold": mf.TEST.OVERLAP_THRESHOLD,
             "metadata": MetadataCatalog.get(cfg.DATASETS.TRAIN[0]),

@@ -1,6 +1,6 @@
 from .fpn import BasePixelDecoder, TransformerEncoderPixelDecoder
 from .msdeformattn import MSDeformAttnPixelDecoder
-from .registry import PIXEL_DECODER_REGISTRY, build_pixel_decoder
+from .registry import PIXEL_DECODER_REGISTRY, build_pixel_decoder, pixel_decoder_args
 
 __all__ = [
     "PIXEL_DECODER_REGISTRY",
@@ -8,4 +8,5 @@ __all__ = [
     "MSDeformAttnPixelDecoder",
     "TransformerEncoderPixelDecoder",
     "build_pixel_decoder",
+    "pixel_decoder_args",
 ]

@@ -3,39 +3,25 @@
 # (Lin et al., CVPR 2017) without the bottom-up outputs, and a variant with a DETR transformer
 # encoder (Carion et al., ECCV 2020) on the coarsest level. Module names follow the official code
 # so official checkpoints load unchanged.
-import copy
-import logging
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 import fvcore.nn.weight_init as weight_init
 from detectron2.config import CfgNode, configurable
-from detectron2.layers import Conv2d, ShapeSpec, get_norm
+from detectron2.layers import Conv2d, ShapeSpec
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from ..transformer_decoder.position_encoding import PositionEmbeddingSine
-from .registry import PIXEL_DECODER_REGISTRY
-
-logger = logging.getLogger(__name__)
-
-# The transformer decoder always reads 3 scales.
-NUM_MULTI_SCALE_FEATURES = 3
-
-
-def _output_conv(in_channels: int, conv_dim: int, norm: Optional[Union[str, Callable]]) -> Conv2d:
-    """3x3 conv + norm + ReLU, c2_xavier initialised."""
-    conv = Conv2d(
-        in_channels,
-        conv_dim,
-        kernel_size=3,
-        stride=1,
-        padding=1,
-        bias=norm == "",
-        norm=get_norm(norm, conv_dim),
-        activation=F.relu,
-    )
-    weight_init.c2_xavier_fill(conv)
-    return conv
+from ..layers import (
+    NUM_MULTI_SCALE_FEATURES,
+    PositionEmbeddingSine,
+    TransformerEncoderLayer,
+    add_fpn_convs,
+    clone_layers,
+    fpn_merge,
+    output_conv,
+    xavier_init_matrices,
+)
+from ..layers.fpn import Norm
+from .registry import PIXEL_DECODER_REGISTRY, pixel_decoder_args
 
 
 @PIXEL_DECODER_REGISTRY.register()
@@ -44,6 +30,8 @@ class BasePixelDecoder(nn.Module):
 
     ``forward_features`` returns ``(mask_features [B, mask_dim, H/4, W/4], None,
     multi_scale_features)`` with the 3 coarsest FPN outputs [B, conv_dim, H_l, W_l], coarse first.
+    Keys: ``adapter_N`` / ``layer_N`` (N = 1 finest; the coarsest level has only ``layer_N``),
+    ``mask_features``.
     """
 
     @configurable
@@ -53,7 +41,7 @@ class BasePixelDecoder(nn.Module):
         *,
         conv_dim: int,
         mask_dim: int,
-        norm: Optional[Union[str, Callable]] = None,
+        norm: Norm = None,
     ):
         """
         Args:
@@ -65,47 +53,25 @@ class BasePixelDecoder(nn.Module):
         super().__init__()
         shapes = sorted(input_shape.items(), key=lambda kv: kv[1].stride)
         self.in_features = [k for k, _ in shapes]  # fine to coarse, "res2" .. "res5"
-        feature_channels = [v.channels for _, v in shapes]
-
-        lateral_convs: List[Optional[Conv2d]] = []
-        output_convs: List[Conv2d] = []
-        for idx, in_channels in enumerate(feature_channels):
-            if idx == len(self.in_features) - 1:  # coarsest level: no lateral conv
-                output_conv = _output_conv(in_channels, conv_dim, norm)
-                self.add_module(f"layer_{idx + 1}", output_conv)
-                lateral_convs.append(None)
-            else:
-                lateral_conv = Conv2d(
-                    in_channels,
-                    conv_dim,
-                    kernel_size=1,
-                    bias=norm == "",
-                    norm=get_norm(norm, conv_dim),
-                )
-                weight_init.c2_xavier_fill(lateral_conv)
-                output_conv = _output_conv(conv_dim, conv_dim, norm)
-                self.add_module(f"adapter_{idx + 1}", lateral_conv)
-                self.add_module(f"layer_{idx + 1}", output_conv)
-                lateral_convs.append(lateral_conv)
-            output_convs.append(output_conv)
+        channels = [v.channels for _, v in shapes]
+        lateral_convs, output_convs = add_fpn_convs(self, channels[:-1], conv_dim, norm)
+        # The coarsest level has no lateral conv; its output conv reads that level directly.
+        coarsest = output_conv(self._coarsest_in_channels(channels[-1], conv_dim), conv_dim, norm)
+        self.add_module(f"layer_{len(channels)}", coarsest)
         # Top-down order (low to high resolution). Plain lists: the modules are registered above.
-        self.lateral_convs = lateral_convs[::-1]
-        self.output_convs = output_convs[::-1]
+        self.lateral_convs: List[Optional[Conv2d]] = [None, *lateral_convs]
+        self.output_convs: List[Conv2d] = [coarsest, *output_convs]
 
-        self.mask_dim = mask_dim
         self.mask_features = Conv2d(conv_dim, mask_dim, kernel_size=3, stride=1, padding=1)
         weight_init.c2_xavier_fill(self.mask_features)
-        self.maskformer_num_feature_levels = NUM_MULTI_SCALE_FEATURES
+
+    def _coarsest_in_channels(self, in_channels: int, conv_dim: int) -> int:
+        """Input channels of the coarsest output conv (the coarsest backbone feature here)."""
+        return in_channels
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> Dict:
-        head = cfg.MODEL.SEM_SEG_HEAD
-        return {
-            "input_shape": {k: v for k, v in input_shape.items() if k in head.IN_FEATURES},
-            "conv_dim": head.CONVS_DIM,
-            "mask_dim": head.MASK_DIM,
-            "norm": head.NORM,
-        }
+        return pixel_decoder_args(cfg, input_shape)
 
     def _coarsest(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         """Output of the coarsest level and the encoder features (None here)."""
@@ -121,60 +87,17 @@ class BasePixelDecoder(nn.Module):
             mask_features [B, mask_dim, H/4, W/4], transformer-encoder features (None for this
             class) and 3 multi-scale features, coarse first.
         """
-        multi_scale_features = []
-        encoder_features = None
-        y = None
-        for idx, f in enumerate(self.in_features[::-1]):  # coarse to fine
-            x = features[f]
-            lateral_conv = self.lateral_convs[idx]
-            if lateral_conv is None:
-                y, encoder_features = self._coarsest(x)
-            else:
-                cur_fpn = lateral_conv(x)
-                # nearest upsampling, as in FPN
-                y = cur_fpn + F.interpolate(y, size=cur_fpn.shape[-2:], mode="nearest")
-                y = self.output_convs[idx](y)
-            if len(multi_scale_features) < self.maskformer_num_feature_levels:
+        names = self.in_features[::-1]  # coarse to fine
+        y, encoder_features = self._coarsest(features[names[0]])
+        multi_scale_features = [y]
+        for idx, name in enumerate(names[1:], start=1):
+            # nearest upsampling, as in FPN
+            y = fpn_merge(
+                self.lateral_convs[idx], self.output_convs[idx], features[name], y, "nearest"
+            )
+            if len(multi_scale_features) < NUM_MULTI_SCALE_FEATURES:
                 multi_scale_features.append(y)
         return self.mask_features(y), encoder_features, multi_scale_features
-
-
-class TransformerEncoderLayer(nn.Module):
-    """DETR encoder layer: self-attention + FFN, post-norm or pre-norm. Tensors are [S, B, C]."""
-
-    def __init__(
-        self,
-        d_model: int,
-        nhead: int,
-        dim_feedforward: int = 2048,
-        dropout: float = 0.1,
-        normalize_before: bool = False,
-    ):
-        super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-        self.normalize_before = normalize_before
-
-    def forward(
-        self, src: Tensor, key_padding_mask: Optional[Tensor] = None, pos: Optional[Tensor] = None
-    ) -> Tensor:
-        """src, pos: [S, B, C]; key_padding_mask: [B, S] bool (True at padding)."""
-        x = self.norm1(src) if self.normalize_before else src
-        q = k = x if pos is None else x + pos
-        src = src + self.dropout1(
-            self.self_attn(q, k, value=x, key_padding_mask=key_padding_mask)[0]
-        )
-        if not self.normalize_before:
-            src = self.norm1(src)
-        x = self.norm2(src) if self.normalize_before else src
-        src = src + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(x)))))
-        return src if self.normalize_before else self.norm2(src)
 
 
 class TransformerEncoder(nn.Module):
@@ -182,20 +105,20 @@ class TransformerEncoder(nn.Module):
 
     def __init__(self, encoder_layer: nn.Module, num_layers: int, norm: Optional[nn.Module]):
         super().__init__()
-        self.layers = nn.ModuleList(copy.deepcopy(encoder_layer) for _ in range(num_layers))
-        self.num_layers = num_layers
+        self.layers = clone_layers(encoder_layer, num_layers)
         self.norm = norm
 
     def forward(
         self, src: Tensor, key_padding_mask: Optional[Tensor] = None, pos: Optional[Tensor] = None
     ) -> Tensor:
+        """src, pos: [S, B, C]; key_padding_mask: optional [B, S] bool. Returns [S, B, C]."""
         for layer in self.layers:
-            src = layer(src, key_padding_mask=key_padding_mask, pos=pos)
+            src = layer(src, pos=pos, key_padding_mask=key_padding_mask)
         return src if self.norm is None else self.norm(src)
 
 
 class TransformerEncoderOnly(nn.Module):
-    """DETR transformer encoder on one feature map."""
+    """DETR transformer encoder on one feature map (key ``encoder.*``)."""
 
     def __init__(
         self,
@@ -210,11 +133,7 @@ class TransformerEncoderOnly(nn.Module):
         layer = TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, normalize_before)
         norm = nn.LayerNorm(d_model) if normalize_before else None
         self.encoder = TransformerEncoder(layer, num_encoder_layers, norm)
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
-        self.d_model = d_model
-        self.nhead = nhead
+        xavier_init_matrices(self)
 
     def forward(self, src: Tensor, mask: Optional[Tensor], pos_embed: Tensor) -> Tensor:
         """src, pos_embed: [B, C, H, W]; mask: optional [B, H, W] bool. Returns [B, C, H, W]."""
@@ -231,7 +150,8 @@ class TransformerEncoderOnly(nn.Module):
 class TransformerEncoderPixelDecoder(BasePixelDecoder):
     """:class:`BasePixelDecoder` with a DETR transformer encoder on the coarsest feature.
 
-    The encoder output [B, conv_dim, H/32, W/32] is returned as the transformer-encoder features.
+    The encoder output [B, conv_dim, H/32, W/32] is returned as the transformer-encoder features;
+    the coarsest output conv (``layer_N``) reads it, so it has conv_dim input channels.
     """
 
     @configurable
@@ -246,7 +166,7 @@ class TransformerEncoderPixelDecoder(BasePixelDecoder):
         transformer_pre_norm: bool,
         conv_dim: int,
         mask_dim: int,
-        norm: Optional[Union[str, Callable]] = None,
+        norm: Norm = None,
     ):
         """
         Args:
@@ -266,12 +186,10 @@ class TransformerEncoderPixelDecoder(BasePixelDecoder):
             normalize_before=transformer_pre_norm,
         )
         self.pe_layer = PositionEmbeddingSine(conv_dim // 2, normalize=True)
-        # The coarsest output conv now reads the encoder output (conv_dim channels).
-        output_conv = _output_conv(conv_dim, conv_dim, norm)
-        name = f"layer_{len(self.in_features)}"
-        delattr(self, name)
-        self.add_module(name, output_conv)
-        self.output_convs[0] = output_conv
+
+    def _coarsest_in_channels(self, in_channels: int, conv_dim: int) -> int:
+        """The coarsest output conv reads the encoder output (conv_dim channels)."""
+        return conv_dim
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> Dict:

@@ -3,29 +3,37 @@
 # github.com/fundamentalvision/Deformable-DETR) over the coarse backbone levels, followed by an FPN
 # (Lin et al., CVPR 2017) top-down path to stride 4. Module names follow the official code so
 # official checkpoints load unchanged.
-import copy
 import math
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 import fvcore.nn.weight_init as weight_init
 import torch
 from detectron2.config import CfgNode, configurable
-from detectron2.layers import Conv2d, ShapeSpec, get_norm
+from detectron2.layers import Conv2d, ShapeSpec
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..transformer_decoder.position_encoding import PositionEmbeddingSine
+from ..layers import (
+    NUM_MULTI_SCALE_FEATURES,
+    EncoderLayer,
+    PositionEmbeddingSine,
+    add_fpn_convs,
+    clone_layers,
+    fpn_merge,
+    with_pos,
+    xavier_init_matrices,
+)
+from ..layers.fpn import Norm
 from .ops import MSDeformAttn
-from .registry import PIXEL_DECODER_REGISTRY
-
-# The official decoder always feeds 3 scales to the transformer decoder.
-NUM_MULTI_SCALE_FEATURES = 3
-# The official code hard-codes the encoder FFN width and ignores MODEL.MASK_FORMER.DIM_FEEDFORWARD.
-ENCODER_DIM_FEEDFORWARD = 1024
+from .registry import PIXEL_DECODER_REGISTRY, pixel_decoder_args
 
 
-class MSDeformAttnTransformerEncoderLayer(nn.Module):
-    """Post-norm encoder layer: deformable self-attention over all levels, then an FFN."""
+class MSDeformAttnTransformerEncoderLayer(EncoderLayer):
+    """Post-norm encoder layer: deformable self-attention over all levels, then an FFN.
+
+    Keys as the official: ``self_attn`` (an :class:`MSDeformAttn`), ``norm1``, ``linear1``,
+    ``linear2``, ``norm2``.
+    """
 
     def __init__(
         self,
@@ -36,21 +44,20 @@ class MSDeformAttnTransformerEncoderLayer(nn.Module):
         n_heads: int = 8,
         n_points: int = 4,
     ):
-        super().__init__()
-        self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
-        self.dropout1 = nn.Dropout(dropout)
-        self.norm1 = nn.LayerNorm(d_model)
+        """
+        Args:
+            d_model: token width C; d_ffn: hidden width of the FFN.
+            dropout: dropout inside the FFN and on both sublayer outputs.
+            n_levels, n_heads, n_points: feature levels, heads and sampling points per head and
+                level of the deformable attention.
+        """
+        attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
+        super().__init__(attn, d_model, d_ffn, dropout, normalize_before=False)
 
-        self.linear1 = nn.Linear(d_model, d_ffn)
-        self.dropout2 = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(d_ffn, d_model)
-        self.dropout3 = nn.Dropout(dropout)
-        self.norm2 = nn.LayerNorm(d_model)
-
-    def forward(
+    def self_attention(
         self,
-        src: Tensor,
-        pos: Tensor,
+        x: Tensor,
+        pos: Optional[Tensor],
         reference_points: Tensor,
         spatial_shapes: Tensor,
         level_start_index: Tensor,
@@ -58,19 +65,16 @@ class MSDeformAttnTransformerEncoderLayer(nn.Module):
     ) -> Tensor:
         """
         Args:
-            src, pos: [B, S, C] with S = sum_l H_l*W_l.
+            x, pos: [B, S, C] with S = sum_l H_l*W_l.
             reference_points: [B, S, L, 2] normalised (x, y).
             spatial_shapes: [L, 2] int64; level_start_index: [L] int64.
             padding_mask: optional [B, S] bool, True at padding.
         Returns:
             [B, S, C]
         """
-        src2 = self.self_attn(
-            src + pos, reference_points, src, spatial_shapes, level_start_index, padding_mask
+        return self.self_attn(
+            with_pos(x, pos), reference_points, x, spatial_shapes, level_start_index, padding_mask
         )
-        src = self.norm1(src + self.dropout1(src2))
-        src2 = self.linear2(self.dropout2(F.relu(self.linear1(src))))
-        return self.norm2(src + self.dropout3(src2))
 
 
 class MSDeformAttnTransformerEncoder(nn.Module):
@@ -78,8 +82,7 @@ class MSDeformAttnTransformerEncoder(nn.Module):
 
     def __init__(self, encoder_layer: nn.Module, num_layers: int):
         super().__init__()
-        self.layers = nn.ModuleList(copy.deepcopy(encoder_layer) for _ in range(num_layers))
-        self.num_layers = num_layers
+        self.layers = clone_layers(encoder_layer, num_layers)
 
     @staticmethod
     def get_reference_points(spatial_shapes: Tensor, valid_ratios: Tensor) -> Tensor:
@@ -119,7 +122,12 @@ class MSDeformAttnTransformerEncoder(nn.Module):
         output = src
         for layer in self.layers:
             output = layer(
-                output, pos, reference_points, spatial_shapes, level_start_index, padding_mask
+                output,
+                pos,
+                reference_points=reference_points,
+                spatial_shapes=spatial_shapes,
+                level_start_index=level_start_index,
+                padding_mask=padding_mask,
             )
         return output
 
@@ -138,8 +146,6 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
         enc_n_points: int = 4,
     ):
         super().__init__()
-        self.d_model = d_model
-        self.nhead = nhead
         encoder_layer = MSDeformAttnTransformerEncoderLayer(
             d_model, dim_feedforward, dropout, num_feature_levels, nhead, enc_n_points
         )
@@ -148,9 +154,7 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+        xavier_init_matrices(self)
         for m in self.modules():
             if isinstance(m, MSDeformAttn):
                 m._reset_parameters()
@@ -213,6 +217,9 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
 class MSDeformAttnPixelDecoder(nn.Module):
     """Deformable-attention encoder on the coarse levels plus an FPN path to ``common_stride``.
 
+    Keys as the official: ``input_proj``, ``transformer``, ``mask_features``, ``adapter_N`` /
+    ``layer_N`` (the FPN levels finer than the encoder's inputs).
+
     ``forward_features`` returns ``(mask_features, transformer_encoder_features,
     multi_scale_features)``:
 
@@ -233,7 +240,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         transformer_n_points: int = 4,
         conv_dim: int,
         mask_dim: int,
-        norm: Optional[Union[str, Callable]] = None,
+        norm: Norm = None,
         transformer_in_features: List[str],
         common_stride: int,
     ):
@@ -261,18 +268,15 @@ class MSDeformAttnPixelDecoder(nn.Module):
         # All inputs and the encoder inputs, fine to coarse (res2 -> res5).
         shapes = sorted(input_shape.items(), key=lambda kv: kv[1].stride)
         self.in_features = [k for k, _ in shapes]
-        self.feature_strides = [v.stride for _, v in shapes]
-        self.feature_channels = [v.channels for _, v in shapes]
         enc_shapes = [(k, v) for k, v in shapes if k in transformer_in_features]
         self.transformer_in_features = [k for k, _ in enc_shapes]
-        self.transformer_feature_strides = [v.stride for _, v in enc_shapes]
-        transformer_in_channels = [v.channels for _, v in enc_shapes]
-        self.transformer_num_feature_levels = len(self.transformer_in_features)
 
         # Input projections, coarse to fine (res5 -> res3).
         self.input_proj = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(c, conv_dim, kernel_size=1), nn.GroupNorm(32, conv_dim))
-            for c in transformer_in_channels[::-1]
+            nn.Sequential(
+                nn.Conv2d(v.channels, conv_dim, kernel_size=1), nn.GroupNorm(32, conv_dim)
+            )
+            for _, v in enc_shapes[::-1]
         )
         for proj in self.input_proj:
             nn.init.xavier_uniform_(proj[0].weight, gain=1)
@@ -284,60 +288,33 @@ class MSDeformAttnPixelDecoder(nn.Module):
             num_encoder_layers=transformer_enc_layers,
             dim_feedforward=transformer_dim_feedforward,
             dropout=transformer_dropout,
-            num_feature_levels=self.transformer_num_feature_levels,
+            num_feature_levels=len(enc_shapes),
             enc_n_points=transformer_n_points,
         )
         self.pe_layer = PositionEmbeddingSine(conv_dim // 2, normalize=True)
 
-        self.mask_dim = mask_dim
         self.mask_features = Conv2d(conv_dim, mask_dim, kernel_size=1, stride=1, padding=0)
         weight_init.c2_xavier_fill(self.mask_features)
 
-        self.maskformer_num_feature_levels = NUM_MULTI_SCALE_FEATURES
-        self.common_stride = common_stride
-
         # FPN levels for the inputs finer than the encoder's finest level (res2 for stride 4).
-        stride = min(self.transformer_feature_strides)
-        self.num_fpn_levels = int(math.log2(stride) - math.log2(self.common_stride))
-        use_bias = norm == ""
-        lateral_convs, output_convs = [], []
-        for idx, in_channels in enumerate(self.feature_channels[: self.num_fpn_levels]):
-            lateral_conv = Conv2d(
-                in_channels, conv_dim, kernel_size=1, bias=use_bias, norm=get_norm(norm, conv_dim)
-            )
-            output_conv = Conv2d(
-                conv_dim,
-                conv_dim,
-                kernel_size=3,
-                stride=1,
-                padding=1,
-                bias=use_bias,
-                norm=get_norm(norm, conv_dim),
-                activation=F.relu,
-            )
-            weight_init.c2_xavier_fill(lateral_conv)
-            weight_init.c2_xavier_fill(output_conv)
-            self.add_module(f"adapter_{idx + 1}", lateral_conv)
-            self.add_module(f"layer_{idx + 1}", output_conv)
-            lateral_convs.append(lateral_conv)
-            output_convs.append(output_conv)
-        # Top-down order (low to high resolution). Plain lists: the modules are registered above.
-        self.lateral_convs = lateral_convs[::-1]
-        self.output_convs = output_convs[::-1]
+        encoder_stride = min(v.stride for _, v in enc_shapes)
+        self.num_fpn_levels = int(math.log2(encoder_stride) - math.log2(common_stride))
+        fpn_channels = [v.channels for _, v in shapes[: self.num_fpn_levels]]
+        # Top-down order (low to high resolution); registered as adapter_N / layer_N.
+        self.lateral_convs, self.output_convs = add_fpn_convs(self, fpn_channels, conv_dim, norm)
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> Dict:
         head = cfg.MODEL.SEM_SEG_HEAD
         return {
-            "input_shape": {k: v for k, v in input_shape.items() if k in head.IN_FEATURES},
-            "conv_dim": head.CONVS_DIM,
-            "mask_dim": head.MASK_DIM,
-            "norm": head.NORM,
+            **pixel_decoder_args(cfg, input_shape),
             # As official: the encoder takes its dropout and heads from MODEL.MASK_FORMER, and
             # SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS is not read.
             "transformer_dropout": cfg.MODEL.MASK_FORMER.DROPOUT,
             "transformer_nheads": cfg.MODEL.MASK_FORMER.NHEADS,
-            "transformer_dim_feedforward": ENCODER_DIM_FEEDFORWARD,
+            # The official code hard-codes 1024 (the key's default) and ignores
+            # MODEL.MASK_FORMER.DIM_FEEDFORWARD here.
+            "transformer_dim_feedforward": head.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD,
             "transformer_enc_layers": head.TRANSFORMER_ENC_LAYERS,
             "transformer_n_points": head.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS,
             "transformer_in_features": head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES,
@@ -384,11 +361,10 @@ class MSDeformAttnPixelDecoder(nn.Module):
 
         # Extra FPN levels, top-down (low to high resolution).
         for idx, f in enumerate(self.in_features[: self.num_fpn_levels][::-1]):
-            cur_fpn = self.lateral_convs[idx](features[f].float())
-            y = cur_fpn + F.interpolate(
-                out[-1], size=cur_fpn.shape[-2:], mode="bilinear", align_corners=False
+            x = features[f].float()
+            out.append(
+                fpn_merge(self.lateral_convs[idx], self.output_convs[idx], x, out[-1], "bilinear")
             )
-            out.append(self.output_convs[idx](y))
 
-        multi_scale_features = out[: self.maskformer_num_feature_levels]
+        multi_scale_features = out[:NUM_MULTI_SCALE_FEATURES]
         return self.mask_features(out[-1]), out[0], multi_scale_features

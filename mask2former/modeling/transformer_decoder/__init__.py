@@ -1,5 +1,5 @@
+from ..layers import PositionEmbeddingSine  # re-exported at its official import path
 from .masked_attention_decoder import MultiScaleMaskedTransformerDecoder
-from .position_encoding import PositionEmbeddingSine
 from .registry import TRANSFORMER_DECODER_REGISTRY, build_transformer_decoder
 
 __all__ = [

@@ -5,7 +5,7 @@
 # DETR (Carion et al., ECCV 2020, github.com/facebookresearch/detr). Module names follow the
 # official code so official checkpoints load unchanged.
 import logging
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import fvcore.nn.weight_init as weight_init
 import torch
@@ -14,126 +14,18 @@ from detectron2.layers import Conv2d
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .position_encoding import PositionEmbeddingSine
+from ..layers import (
+    MLP,
+    NUM_MULTI_SCALE_FEATURES,
+    CrossAttentionLayer,
+    FFNLayer,
+    PositionEmbeddingSine,
+    SelfAttentionLayer,
+    masked_attention_mask,
+)
 from .registry import TRANSFORMER_DECODER_REGISTRY
 
 logger = logging.getLogger(__name__)
-
-
-def _with_pos(tensor: Tensor, pos: Optional[Tensor]) -> Tensor:
-    return tensor if pos is None else tensor + pos
-
-
-def _xavier_init_matrices(module: nn.Module) -> None:
-    for p in module.parameters():
-        if p.dim() > 1:
-            nn.init.xavier_uniform_(p)
-
-
-class SelfAttentionLayer(nn.Module):
-    """Self-attention among the queries; post-norm by default, pre-norm with ``normalize_before``.
-
-    Tensors are sequence-first: ``tgt`` and ``query_pos`` are [Q, B, C].
-    """
-
-    def __init__(
-        self, d_model: int, nhead: int, dropout: float = 0.0, normalize_before: bool = False
-    ):
-        super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
-        self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.normalize_before = normalize_before
-        _xavier_init_matrices(self)
-
-    def forward(self, tgt: Tensor, query_pos: Optional[Tensor] = None) -> Tensor:
-        """[Q, B, C] -> [Q, B, C]."""
-        x = self.norm(tgt) if self.normalize_before else tgt
-        q = k = _with_pos(x, query_pos)
-        tgt = tgt + self.dropout(self.self_attn(q, k, value=x)[0])
-        return tgt if self.normalize_before else self.norm(tgt)
-
-
-class CrossAttentionLayer(nn.Module):
-    """Masked cross-attention from the queries to one feature level; post-norm by default."""
-
-    def __init__(
-        self, d_model: int, nhead: int, dropout: float = 0.0, normalize_before: bool = False
-    ):
-        super().__init__()
-        self.multihead_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
-        self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.normalize_before = normalize_before
-        _xavier_init_matrices(self)
-
-    def forward(
-        self,
-        tgt: Tensor,
-        memory: Tensor,
-        memory_mask: Optional[Tensor] = None,
-        pos: Optional[Tensor] = None,
-        query_pos: Optional[Tensor] = None,
-    ) -> Tensor:
-        """
-        Args:
-            tgt, query_pos: [Q, B, C]; memory, pos: [HW, B, C].
-            memory_mask: [B*nheads, Q, HW] bool, True = do not attend.
-        Returns:
-            [Q, B, C]
-        """
-        x = self.norm(tgt) if self.normalize_before else tgt
-        attn = self.multihead_attn(
-            query=_with_pos(x, query_pos),
-            key=_with_pos(memory, pos),
-            value=memory,
-            attn_mask=memory_mask,
-        )[0]
-        tgt = tgt + self.dropout(attn)
-        return tgt if self.normalize_before else self.norm(tgt)
-
-
-class FFNLayer(nn.Module):
-    """Two-layer ReLU feed-forward block with a residual; post-norm by default."""
-
-    def __init__(
-        self,
-        d_model: int,
-        dim_feedforward: int = 2048,
-        dropout: float = 0.0,
-        normalize_before: bool = False,
-    ):
-        super().__init__()
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm = nn.LayerNorm(d_model)
-        self.normalize_before = normalize_before
-        _xavier_init_matrices(self)
-
-    def forward(self, tgt: Tensor) -> Tensor:
-        """[Q, B, C] -> [Q, B, C]."""
-        x = self.norm(tgt) if self.normalize_before else tgt
-        x = self.linear2(self.dropout(F.relu(self.linear1(x))))
-        tgt = tgt + self.dropout(x)
-        return tgt if self.normalize_before else self.norm(tgt)
-
-
-class MLP(nn.Module):
-    """Multi-layer perceptron with ReLU between layers (none after the last), as in DETR."""
-
-    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int):
-        super().__init__()
-        self.num_layers = num_layers
-        h = [hidden_dim] * (num_layers - 1)
-        self.layers = nn.ModuleList(
-            nn.Linear(n, k) for n, k in zip([input_dim] + h, h + [output_dim])
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        for i, layer in enumerate(self.layers):
-            x = F.relu(layer(x)) if i < self.num_layers - 1 else layer(x)
-        return x
 
 
 @TRANSFORMER_DECODER_REGISTRY.register()
@@ -149,7 +41,6 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
     def __init__(
         self,
         in_channels: int,
-        mask_classification: bool = True,
         *,
         num_classes: int,
         hidden_dim: int,
@@ -164,7 +55,6 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         """
         Args:
             in_channels: channels of the multi-scale input features.
-            mask_classification: must be True (only mask classification is supported).
             num_classes: number of classes K (the classifier has K + 1 outputs, the last one
                 is "no object").
             hidden_dim: query and attention width.
@@ -177,9 +67,8 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             enforce_input_project: use a 1x1 input projection even if in_channels == hidden_dim.
         """
         super().__init__()
-        if not mask_classification:
-            raise ValueError("MultiScaleMaskedTransformerDecoder needs mask_classification=True")
-        self.mask_classification = mask_classification
+        if dec_layers < 0:
+            raise ValueError(f"dec_layers must be >= 0, got {dec_layers}")
         self.pe_layer = PositionEmbeddingSine(hidden_dim // 2, normalize=True)
 
         self.num_heads = nheads
@@ -198,11 +87,10 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         )
         self.decoder_norm = nn.LayerNorm(hidden_dim)
 
-        self.num_queries = num_queries
         self.query_feat = nn.Embedding(num_queries, hidden_dim)  # learnable query features
         self.query_embed = nn.Embedding(num_queries, hidden_dim)  # learnable query positions
 
-        self.num_feature_levels = 3
+        self.num_feature_levels = NUM_MULTI_SCALE_FEATURES
         self.level_embed = nn.Embedding(self.num_feature_levels, hidden_dim)
         self.input_proj = nn.ModuleList()
         for _ in range(self.num_feature_levels):
@@ -217,53 +105,37 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
 
     @classmethod
-    def from_config(cls, cfg: CfgNode, in_channels: int, mask_classification: bool) -> Dict:
+    def from_config(cls, cfg: CfgNode, in_channels: int) -> Dict:
         mf = cfg.MODEL.MASK_FORMER
-        if mf.DEC_LAYERS < 1:
-            raise ValueError(f"MODEL.MASK_FORMER.DEC_LAYERS must be >= 1, got {mf.DEC_LAYERS}")
         return {
             "in_channels": in_channels,
-            "mask_classification": mask_classification,
             "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
             "hidden_dim": mf.HIDDEN_DIM,
             "num_queries": mf.NUM_OBJECT_QUERIES,
             "nheads": mf.NHEADS,
             "dim_feedforward": mf.DIM_FEEDFORWARD,
             # DEC_LAYERS counts the prediction from the learned queries (supervised before the
-            # first layer), so the number of aux losses equals DEC_LAYERS - 1 + 1.
+            # first layer) as a layer: DEC_LAYERS - 1 layers make DEC_LAYERS predictions, the
+            # last one final and DEC_LAYERS - 1 auxiliary.
             "dec_layers": mf.DEC_LAYERS - 1,
             "pre_norm": mf.PRE_NORM,
             "enforce_input_project": mf.ENFORCE_INPUT_PROJ,
             "mask_dim": cfg.MODEL.SEM_SEG_HEAD.MASK_DIM,
         }
 
-    def _load_from_state_dict(
-        self,
-        state_dict: Dict[str, Tensor],
-        prefix: str,
-        local_metadata: Dict,
-        strict: bool,
-        missing_keys: List[str],
-        unexpected_keys: List[str],
-        error_msgs: List[str],
-    ) -> None:
+    def _load_from_state_dict(self, state_dict: Dict[str, Tensor], prefix: str, *args: Any) -> None:
         # Old checkpoints call the learned query features "static_query" (official conversion).
         for k in [k for k in state_dict if k.startswith(prefix + "static_query.")]:
             new_k = prefix + "query_feat." + k[len(prefix + "static_query.") :]
             logger.warning("Renaming %s to %s (old checkpoint layout)", k, new_k)
             state_dict[new_k] = state_dict.pop(k)
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
-    def forward(
-        self, x: List[Tensor], mask_features: Tensor, mask: Optional[Tensor] = None
-    ) -> Dict:
+    def forward(self, x: List[Tensor], mask_features: Tensor) -> Dict:
         """
         Args:
             x: 3 multi-scale features [B, in_channels, H_l, W_l], coarse first.
             mask_features: [B, mask_dim, H/4, W/4].
-            mask: ignored (the official model does not mask the padded area).
         Returns:
             ``pred_logits`` [B, Q, K+1], ``pred_masks`` [B, Q, H/4, W/4] (final prediction) and
             ``aux_outputs``: list of ``num_layers`` dicts with the same keys, first the
@@ -274,7 +146,6 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
                 f"{type(self).__name__} expects {self.num_feature_levels} feature levels, "
                 f"got {len(x)}"
             )
-        del mask
         src, pos, size_list = [], [], []
         for i in range(self.num_feature_levels):
             size_list.append(x[i].shape[-2:])
@@ -355,9 +226,5 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         Returns:
             [B*nheads, Q, h*w] bool, True = do not attend; detached.
         """
-        attn_mask = F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
-        attn_mask = attn_mask.sigmoid().flatten(2) < 0.5  # [B, Q, h*w]
-        attn_mask = attn_mask.unsqueeze(1).repeat(1, self.num_heads, 1, 1)  # [B, nh, Q, h*w]
-        attn_mask = attn_mask.flatten(0, 1).detach()  # [B*nh, Q, h*w]
-        attn_mask[attn_mask.all(-1)] = False
-        return attn_mask
+        resized = F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
+        return masked_attention_mask(resized, self.num_heads)  # [B*nh, Q, h*w]

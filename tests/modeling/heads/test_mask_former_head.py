@@ -5,24 +5,18 @@ from typing import Dict
 
 import pytest
 import torch
-from detectron2.config import CfgNode, get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_sem_seg_head
 from torch import nn
 
-from mask2former.config import add_maskformer2_config
 from mask2former.modeling.heads import MaskFormerHead
+from mask2former.modeling.pixel_decoder import build_pixel_decoder
+from mask2former.modeling.transformer_decoder import build_transformer_decoder
+from tests.helpers.official_fixtures import official_cfg
 
 FEATURES = ("res2", "res3", "res4", "res5")
 STRIDES = (4, 8, 16, 32)
 FIXTURE = "official_tiny"
-
-
-def fixture_cfg(folder: Path) -> CfgNode:
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(str(folder / "config_full.yaml"))
-    return cfg
 
 
 class Wrapper(nn.Module):
@@ -44,7 +38,7 @@ def official(fixtures_dir: Path) -> Dict:
     state = torch.load(folder / "state_dict.pth")
     head_state = {k: v for k, v in state.items() if k.startswith("sem_seg_head.")}
     return {
-        "cfg": fixture_cfg(folder),
+        "cfg": official_cfg(folder),
         "raw": raw,
         "features": features,
         "shapes": shapes,
@@ -72,6 +66,20 @@ def test_built_from_official_name_and_loads_plain_state_dict(official: Dict) -> 
     assert not official["has_metadata"]  # the case the official head mis-loads
     Wrapper(head).load_state_dict(official["state"], strict=True)
     check_outputs(head, official)
+
+
+def test_built_from_plain_modules(official: Dict) -> None:
+    cfg = official["cfg"]
+    head = MaskFormerHead(
+        pixel_decoder=build_pixel_decoder(cfg, official["shapes"]),
+        transformer_predictor=build_transformer_decoder(cfg, cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM),
+        transformer_in_feature="multi_scale_pixel_decoder",
+    )
+    Wrapper(head).load_state_dict(official["state"], strict=True)
+    check_outputs(head, official)
+    head.transformer_in_feature = "res9"
+    with pytest.raises(ValueError, match="res9"):
+        head(official["features"])
 
 
 def test_loads_old_layout_state_dict(official: Dict) -> None:

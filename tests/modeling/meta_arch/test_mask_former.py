@@ -1,27 +1,24 @@
 """MaskFormer meta-architecture on the tiny R50 fixture config: training, inference, invariants."""
 
-from pathlib import Path
-
 import pytest
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.data import Metadata
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Instances
 
 import mask2former.modeling.backbone  # noqa: F401  (registers D2SwinTransformer)
 import mask2former.modeling.heads  # noqa: F401  (registers MaskFormerHead)
-from mask2former.config import add_maskformer2_config
+from mask2former.config import validate_maskformer2_config
 from mask2former.modeling.meta_arch import MaskFormer
+from tests.helpers.official_fixtures import FIXTURES, official_cfg
 
-FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "official_tiny"
+FIXTURE = FIXTURES / "official_tiny"
 THING_IDS = {i: i for i in range(80)}
 
 
 def tiny_cfg(**overrides) -> CfgNode:
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(str(FIXTURE / "config_full.yaml"))
+    cfg = official_cfg(FIXTURE)
     cfg.MODEL.MASK_FORMER.TRAIN_NUM_POINTS = 256  # keep the tests fast
     for key, value in overrides.items():
         node = cfg
@@ -178,3 +175,12 @@ def test_panoptic_needs_thing_ids_in_metadata(model: MaskFormer) -> None:
             model([{"image": _image(32, 32, 9)}])
     finally:
         model.metadata = metadata
+
+
+def test_building_the_model_does_not_validate_the_config() -> None:
+    # The config is validated once, where it is built (mask2former.engine.build_config).
+    cfg = tiny_cfg(**{"MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD": 2.0})
+    with pytest.raises(ValueError, match="OVERLAP_THRESHOLD"):
+        validate_maskformer2_config(cfg)
+    model = build_model(cfg)
+    assert model.overlap_threshold == 2.0

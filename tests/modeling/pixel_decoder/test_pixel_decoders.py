@@ -1,12 +1,13 @@
 """Pixel decoders: parity with the official MSDeformAttnPixelDecoder and invariants."""
 
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List
 
 import pytest
 import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.layers import ShapeSpec
+from torch import nn
 
 from mask2former.config import add_maskformer2_config
 from mask2former.modeling.pixel_decoder import (
@@ -15,17 +16,11 @@ from mask2former.modeling.pixel_decoder import (
     TransformerEncoderPixelDecoder,
     build_pixel_decoder,
 )
+from tests.helpers.official_fixtures import official_cfg
 
 FEATURES = ("res2", "res3", "res4", "res5")
 STRIDES = (4, 8, 16, 32)
 PREFIX = "sem_seg_head.pixel_decoder."
-
-
-def fixture_cfg(folder: Path) -> CfgNode:
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(str(folder / "config_full.yaml"))
-    return cfg
 
 
 def backbone_features(raw: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -72,7 +67,7 @@ def test_msdeformattn_matches_official(fixtures_dir: Path, fixture: str) -> None
     folder = fixtures_dir / fixture
     raw = torch.load(folder / "raw_outputs.pth")
     features = backbone_features(raw)
-    decoder = build_pixel_decoder(fixture_cfg(folder), shapes_of(features)).eval()
+    decoder = build_pixel_decoder(official_cfg(folder), shapes_of(features)).eval()
     assert isinstance(decoder, MSDeformAttnPixelDecoder)
     state = torch.load(folder / "state_dict.pth")
     state = {k[len(PREFIX) :]: v for k, v in state.items() if k.startswith(PREFIX)}
@@ -99,10 +94,18 @@ def test_msdeformattn_reads_official_config_keys() -> None:
     assert len(layers) == 3
     attn = layers[0].self_attn
     assert (attn.n_heads, attn.n_levels, attn.n_points) == (2, 3, 2)  # heads from MASK_FORMER
-    assert layers[0].linear1.out_features == 1024  # hard-coded as in the official model
+    assert layers[0].linear1.out_features == 1024  # the official (hard-coded) width by default
     assert layers[0].dropout1.p == 0.25
     assert decoder.transformer_in_features == ["res3", "res4", "res5"]
     assert decoder.num_fpn_levels == 1
+
+
+def test_msdeformattn_encoder_ffn_width_is_a_config_key() -> None:
+    cfg = tiny_cfg()
+    cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD = 48
+    cfg.MODEL.MASK_FORMER.DIM_FEEDFORWARD = 64  # the decoder's FFN width, not the encoder's
+    decoder = build_pixel_decoder(cfg, shapes_of(tiny_features()))
+    assert decoder.transformer.encoder.layers[0].linear1.out_features == 48
 
 
 def test_msdeformattn_every_parameter_gets_gradient() -> None:
@@ -175,6 +178,25 @@ def test_transformer_encoder_pixel_decoder_builds_and_runs() -> None:
     (mask_features.sum() + encoder_features.sum()).backward()
     no_grad = [n for n, p in decoder.named_parameters() if p.grad is None]
     assert not no_grad
+
+
+def test_transformer_encoder_pixel_decoder_builds_every_conv_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: List[nn.Conv2d] = []
+    conv_init = nn.Conv2d.__init__
+
+    def recording_init(self: nn.Conv2d, *args, **kwargs) -> None:
+        conv_init(self, *args, **kwargs)
+        built.append(self)
+
+    monkeypatch.setattr(nn.Conv2d, "__init__", recording_init)
+    decoder = build_pixel_decoder(
+        tiny_cfg("TransformerEncoderPixelDecoder"), shapes_of(tiny_features())
+    )
+    kept = [m for m in decoder.modules() if isinstance(m, nn.Conv2d)]
+    assert len(kept) == 9  # 3 adapters, 4 output convs, mask_features, the input projection
+    assert len(built) == len(kept)  # none built and then replaced
 
 
 def test_unknown_pixel_decoder_name_lists_registered() -> None:

@@ -6,7 +6,7 @@ from typing import List, Tuple
 
 import pytest
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import get_cfg
 
 from mask2former.config import add_maskformer2_config
 from mask2former.modeling.transformer_decoder import (
@@ -14,15 +14,9 @@ from mask2former.modeling.transformer_decoder import (
     PositionEmbeddingSine,
     build_transformer_decoder,
 )
+from tests.helpers.official_fixtures import official_cfg
 
 PREFIX = "sem_seg_head.predictor."
-
-
-def fixture_cfg(folder: Path) -> CfgNode:
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(str(folder / "config_full.yaml"))
-    return cfg
 
 
 def tiny_decoder(**overrides) -> MultiScaleMaskedTransformerDecoder:
@@ -51,7 +45,7 @@ def tiny_inputs(batch: int = 1, channels: int = 16, seed: int = 0) -> Tuple[List
 @pytest.mark.parametrize("fixture", ["official_tiny", "official_tiny_swin"])
 def test_matches_official(fixtures_dir: Path, fixture: str) -> None:
     folder = fixtures_dir / fixture
-    cfg = fixture_cfg(folder)
+    cfg = official_cfg(folder)
     decoder = build_transformer_decoder(cfg, cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM).eval()
     assert decoder.num_layers == cfg.MODEL.MASK_FORMER.DEC_LAYERS - 1
     state = torch.load(folder / "state_dict.pth")
@@ -162,6 +156,15 @@ def test_unknown_decoder_name_lists_registered() -> None:
     cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME = "NoSuchDecoder"
     with pytest.raises(KeyError, match="NoSuchDecoder.*MultiScaleMaskedTransformerDecoder"):
         build_transformer_decoder(cfg, 256)
+
+
+def test_builder_keeps_the_official_mask_classification_argument() -> None:
+    cfg = get_cfg()
+    add_maskformer2_config(cfg)
+    decoder = build_transformer_decoder(cfg, 256, mask_classification=True)
+    assert isinstance(decoder, MultiScaleMaskedTransformerDecoder)
+    with pytest.raises(ValueError, match="mask_classification=False"):
+        build_transformer_decoder(cfg, 256, mask_classification=False)
 
 
 def test_position_embedding_sine() -> None:

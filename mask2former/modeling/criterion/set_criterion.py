@@ -10,20 +10,42 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
+from detectron2.config import CfgNode, configurable
 from detectron2.utils.comm import get_world_size
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .losses import dice_loss, sigmoid_ce_loss
-from .matcher import HungarianMatcher
-from .point_sampling import get_uncertain_point_coords_with_randomness, point_sample
+from ..losses import dice_loss, sigmoid_ce_loss
+from ..matcher import HungarianMatcher
+from ..point_sampling import get_uncertain_point_coords_with_randomness, point_sample
+from .registry import CRITERION_REGISTRY
 
-__all__ = ["SetCriterion"]
+__all__ = ["SetCriterion", "weight_dict_from_config"]
 
 Indices = List[Tuple[Tensor, Tensor]]
 LossFn = Callable[[Dict[str, Tensor], List[Dict[str, Tensor]], Indices, float], Dict[str, Tensor]]
 
 
+def weight_dict_from_config(cfg: CfgNode) -> Dict[str, float]:
+    """Loss name -> weight: ``loss_ce``, ``loss_mask``, ``loss_dice`` weighted by
+    ``MODEL.MASK_FORMER.{CLASS,MASK,DICE}_WEIGHT`` and, with ``DEEP_SUPERVISION``, the same for
+    each of the ``DEC_LAYERS - 1`` aux predictions (suffix ``_i``)."""
+    mf = cfg.MODEL.MASK_FORMER
+    weight_dict = {
+        "loss_ce": mf.CLASS_WEIGHT,
+        "loss_mask": mf.MASK_WEIGHT,
+        "loss_dice": mf.DICE_WEIGHT,
+    }
+    if mf.DEEP_SUPERVISION:
+        # DEC_LAYERS counts the prediction from the learned queries as a layer, so there are
+        # DEC_LAYERS - 1 aux predictions, each weighted like the final one.
+        weight_dict.update(
+            {f"{k}_{i}": v for i in range(mf.DEC_LAYERS - 1) for k, v in list(weight_dict.items())}
+        )
+    return weight_dict
+
+
+@CRITERION_REGISTRY.register()
 class SetCriterion(nn.Module):
     """Hungarian-matched classification and mask losses, for the final and every aux prediction.
 
@@ -35,6 +57,7 @@ class SetCriterion(nn.Module):
     Losses of ``aux_outputs[i]`` get the suffix ``_i``.
     """
 
+    @configurable
     def __init__(
         self,
         num_classes: int,
@@ -73,6 +96,26 @@ class SetCriterion(nn.Module):
         self.num_points = num_points
         self.oversample_ratio = oversample_ratio
         self.importance_sample_ratio = importance_sample_ratio
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> Dict[str, Any]:
+        mf = cfg.MODEL.MASK_FORMER
+        matcher = HungarianMatcher(
+            cost_class=mf.CLASS_WEIGHT,
+            cost_mask=mf.MASK_WEIGHT,
+            cost_dice=mf.DICE_WEIGHT,
+            num_points=mf.TRAIN_NUM_POINTS,
+        )
+        return {
+            "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            "matcher": matcher,
+            "weight_dict": weight_dict_from_config(cfg),
+            "eos_coef": mf.NO_OBJECT_WEIGHT,
+            "losses": ["labels", "masks"],
+            "num_points": mf.TRAIN_NUM_POINTS,
+            "oversample_ratio": mf.OVERSAMPLE_RATIO,
+            "importance_sample_ratio": mf.IMPORTANCE_SAMPLE_RATIO,
+        }
 
     def loss_labels(
         self,

@@ -1,0 +1,38 @@
+"""Building blocks shared by the pixel decoders and the transformer decoder (and meant for a
+video decoder: the attention sublayers take any flattened memory, e.g. T*H*W positions).
+
+One concept per file: position encoding, residual sublayer, FFN, attention sublayers, encoder
+layer, MLP, FPN top-down path, masked-attention mask, and the number of multi-scale levels.
+"""
+
+from .attention import AttentionSublayer, CrossAttentionLayer, SelfAttentionLayer, with_pos
+from .encoder_layer import EncoderLayer, TransformerEncoderLayer, clone_layers
+from .feature_levels import NUM_MULTI_SCALE_FEATURES
+from .ffn import FeedForward, FFNLayer
+from .fpn import add_fpn_convs, fpn_merge, output_conv
+from .masked_attention import masked_attention_mask
+from .mlp import MLP
+from .position_encoding import PositionEmbeddingSine
+from .residual import ResidualSublayer, add_residual, xavier_init_matrices
+
+__all__ = [
+    "MLP",
+    "NUM_MULTI_SCALE_FEATURES",
+    "AttentionSublayer",
+    "CrossAttentionLayer",
+    "EncoderLayer",
+    "FFNLayer",
+    "FeedForward",
+    "PositionEmbeddingSine",
+    "ResidualSublayer",
+    "SelfAttentionLayer",
+    "TransformerEncoderLayer",
+    "add_fpn_convs",
+    "add_residual",
+    "clone_layers",
+    "fpn_merge",
+    "masked_attention_mask",
+    "output_conv",
+    "with_pos",
+    "xavier_init_matrices",
+]

@@ -1,0 +1,23 @@
+# Masked attention of Mask2Former (Cheng et al., CVPR 2022, Sec. 3.2.1): each query attends only
+# within the foreground of the mask it predicted at the previous layer.
+from torch import Tensor
+
+
+def masked_attention_mask(mask_logits: Tensor, num_heads: int) -> Tensor:
+    """Cross-attention mask from mask logits already resized to the attended feature map.
+
+    Positions with sigmoid(logit) < 0.5 are masked out. A query whose mask is empty everywhere may
+    attend everywhere instead (otherwise its attention softmax would be over nothing).
+
+    Args:
+        mask_logits: [B, Q, *spatial] (e.g. [B, Q, h, w] for an image level, [B, Q, T, h, w] for
+            a clip), flattened to S = prod(spatial) positions in row-major order.
+        num_heads: attention heads; the mask is repeated for each.
+    Returns:
+        [B*num_heads, Q, S] bool, True = do not attend; detached.
+    """
+    attn_mask = mask_logits.sigmoid().flatten(2) < 0.5  # [B, Q, S]
+    attn_mask = attn_mask.unsqueeze(1).repeat(1, num_heads, 1, 1)  # [B, nh, Q, S]
+    attn_mask = attn_mask.flatten(0, 1).detach()  # [B*nh, Q, S]
+    attn_mask[attn_mask.all(-1)] = False
+    return attn_mask

@@ -1,0 +1,2 @@
+"""Helpers shared by several test modules (test modules import from here, never from each
+other)."""

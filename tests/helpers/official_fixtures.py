@@ -1,0 +1,65 @@
+"""The official-implementation fixtures in ``tests/fixtures/official_tiny{,_swin}``: their configs
+and the comparison of post-processed results with the official ones."""
+
+import json
+from pathlib import Path
+
+import torch
+from detectron2.config import CfgNode, get_cfg
+from detectron2.structures import BitMasks, Instances
+
+from mask2former.config import add_maskformer2_config
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+OFFICIAL_FIXTURES = ("official_tiny", "official_tiny_swin")
+
+
+def official_cfg(fixture_dir: Path) -> CfgNode:
+    """The fixture's full official config (``config_full.yaml``) merged on our defaults."""
+    cfg = get_cfg()
+    add_maskformer2_config(cfg)
+    cfg.merge_from_file(str(fixture_dir / "config_full.yaml"))
+    return cfg
+
+
+def assert_matches_official(
+    fixture_dir: Path, sem_seg: torch.Tensor, panoptic, instances: Instances
+) -> None:
+    """Compare post-processed results with ``postprocess.pth/json`` within the README tolerances.
+
+    Args:
+        fixture_dir: the fixture folder.
+        sem_seg: [K, H, W] semantic scores; panoptic: (segment ids [H, W] int32, segments_info);
+        instances: the instance results.
+    """
+    ref = torch.load(fixture_dir / "postprocess.pth")
+    info = json.loads((fixture_dir / "postprocess.json").read_text())
+
+    assert sem_seg.shape == tuple(info["sem_seg_shape"])
+    strided = sem_seg[:, :: info["sem_seg_stride"], :: info["sem_seg_stride"]]
+    scale = ref["sem_seg_strided"].abs().max()
+    assert (strided - ref["sem_seg_strided"]).abs().max() <= 1e-5 * scale
+    assert (sem_seg.argmax(0) != ref["sem_seg_argmax"].long()).sum() <= 5
+    torch.testing.assert_close(
+        sem_seg.double().sum((1, 2)), ref["sem_seg_class_sum"], rtol=1e-5, atol=1e-3
+    )
+
+    panoptic_seg, segments_info = panoptic
+    assert panoptic_seg.dtype == torch.int32
+    assert segments_info == info["segments_info"]
+    assert (panoptic_seg != ref["panoptic_seg"]).sum() <= 5
+
+    assert len(instances) == info["num_instances"]
+    order = instances.scores.argsort(descending=True)
+    ref_order = ref["instances_scores"].argsort(descending=True)
+    assert torch.equal(instances.pred_classes[order], ref["instances_pred_classes"][ref_order])
+    torch.testing.assert_close(
+        instances.scores[order], ref["instances_scores"][ref_order], rtol=0, atol=1e-4
+    )
+    masks = instances.pred_masks[order].bool()
+    assert (masks != ref["instances_pred_masks"][ref_order]).sum() <= 50
+    # Real boxes: tight around each mask.
+    torch.testing.assert_close(
+        instances.pred_boxes.tensor,
+        BitMasks(instances.pred_masks.bool()).get_bounding_boxes().tensor,
+    )
