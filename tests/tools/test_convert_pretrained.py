@@ -42,7 +42,8 @@ torchvision = pytest.importorskip("torchvision")
 
 REPO = Path(__file__).resolve().parents[2]
 PHOTO = REPO / "tests/data/samples/coco_panoptic/images/000000142238.jpg"
-RECIPES = REPO / "configs/coco/panoptic-segmentation"
+RECIPES = REPO / "configs"
+COCO_PANOPTIC = "coco/panoptic-segmentation/"
 FEATURES = ("res2", "res3", "res4", "res5")
 # Weight initialisers skipped while building the full Mask2Former: every backbone weight is then
 # loaded from the converted file, and the head's values do not matter here.
@@ -197,8 +198,14 @@ def timm_swin_features(model: nn.Module, image: Tensor) -> List[Tensor]:
 # padding (after the cyclic shift) and the detection backbone's (before it) are both no-ops; the
 # 224x448 Swin-T input is not square, so that a transposed map would show.
 SWINS = {
-    "swin_tiny_patch4_window7_224": ("swin/maskformer2_swin_tiny_bs16_50ep.yaml", (224, 448)),
-    "swin_base_patch4_window12_384": ("swin/maskformer2_swin_base_384_bs16_50ep.yaml", (384, 384)),
+    "swin_tiny_patch4_window7_224": (
+        COCO_PANOPTIC + "swin/maskformer2_swin_tiny_bs16_50ep.yaml",
+        (224, 448),
+    ),
+    "swin_base_patch4_window12_384": (
+        COCO_PANOPTIC + "swin/maskformer2_swin_base_384_bs16_50ep.yaml",
+        (384, 384),
+    ),
 }
 
 
@@ -273,9 +280,17 @@ def test_swin_layouts_convert_to_the_same_file(name: str) -> None:
 # ResNet: torchvision's model is the source, its state dict saved as torchvision publishes it.
 
 RESNETS = {
-    "resnet50": ("maskformer2_R50_bs16_50ep.yaml", torchvision.models.ResNet50_Weights),
-    "resnet101": ("maskformer2_R101_bs16_50ep.yaml", torchvision.models.ResNet101_Weights),
+    "resnet50": (
+        COCO_PANOPTIC + "maskformer2_R50_bs16_50ep.yaml",
+        torchvision.models.ResNet50_Weights,
+    ),
+    "resnet101": (
+        COCO_PANOPTIC + "maskformer2_R101_bs16_50ep.yaml",
+        torchvision.models.ResNet101_Weights,
+    ),
 }
+# The Cityscapes and ADE20K R50/R101 recipes train the backbone with SyncBN instead of FrozenBN.
+SYNC_BN_R50 = "cityscapes/panoptic-segmentation/maskformer2_R50_bs16_90k.yaml"
 RESNET_INPUT = (320, 448)
 
 
@@ -308,19 +323,30 @@ def convert_resnet(name: str, folder: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("name", ["resnet50", pytest.param("resnet101", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name, recipe",
+    [
+        ("resnet50", RESNETS["resnet50"][0]),
+        ("resnet50", SYNC_BN_R50),
+        pytest.param("resnet101", RESNETS["resnet101"][0], marks=pytest.mark.slow),
+    ],
+)
 def test_torchvision_converter_gives_the_source_features(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    name: str,
+    recipe: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     converted = convert_resnet(name, tmp_path)
     with open(converted, "rb") as f:
         data = pickle.load(f)
     assert data["__author__"] == "torchvision" and data["matching_heuristics"] is True
     assert all(isinstance(v, np.ndarray) for v in data["model"].values())
-    model = load_recipe(RESNETS[name][0], converted, monkeypatch, caplog)
+    model = load_recipe(recipe, converted, monkeypatch, caplog)
     features = backbone_features(model, photo(*RESNET_INPUT))
     difference = max_difference(features, resnet_source(name)[1])
-    print(f"{name}: max relative feature difference {difference:.1e}")
+    print(f"{name} ({recipe}): max relative feature difference {difference:.1e}")
     assert difference < 1e-4
 
 
