@@ -77,9 +77,12 @@ def load_published_state_dict(
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
+        # torch's message is long; its "WeightsUnpickler error: Unsupported global: X" line names
+        # the object
+        lines = [line for line in str(e).splitlines() if "Unsupported" in line] or ["?"]
         raise ConversionError(
-            f"{path} holds Python objects besides tensors and was not unpickled ({e}). If you "
-            "trust its source, run again with --trust-pickle."
+            f"{path} holds Python objects besides tensors and was not unpickled ({lines[0]}). "
+            "If you trust its source, run again with --trust-pickle."
         ) from e
     except (RuntimeError, EOFError) as e:  # not a torch.save file (e.g. truncated download)
         raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({e})") from e

@@ -1,9 +1,10 @@
 """The starting-weight converters, end to end without downloads.
 
 A publisher's model (timm's Swin, torchvision's ResNet) is built with random weights, saved as its
-publisher does, converted with the official command line (``python tools/<script> IN.pth OUT.pkl``)
-and loaded through the training path (the recipe's ``MODEL.WEIGHTS`` into the full model with
-``DetectionCheckpointer``). Its backbone must then load every key and give the source model's own
+publisher does and converted by the tool script with its command line (``tools/<script> IN OUT``,
+run in this process; ``test_official_command_line`` runs one in a fresh interpreter). The file is
+loaded through the training path (the recipe's ``MODEL.WEIGHTS`` into the full model with
+``DetectionCheckpointer``); the backbone must then load every key and give the source model's own
 stage features on a real photo, each side normalised with its own convention (the recipe's
 ``PIXEL_MEAN``/``PIXEL_STD`` on 0-255 RGB; the publisher's mean/std on 0-1 RGB).
 """
@@ -21,10 +22,11 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 import pytest
+import timm
 import torch
 import torch.nn.functional as F
+import torchvision
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from PIL import Image
 from torch import Tensor, nn
@@ -35,10 +37,7 @@ from mask2former.checkpoint import (
     convert_swin_state_dict,
     convert_torchvision_resnet_state_dict,
 )
-from mask2former.config import add_maskformer2_config
-
-timm = pytest.importorskip("timm")  # in requirements.txt; skip only where it was left out
-torchvision = pytest.importorskip("torchvision")
+from mask2former.engine import build_config
 
 REPO = Path(__file__).resolve().parents[2]
 PHOTO = REPO / "tests/data/samples/coco_panoptic/images/000000142238.jpg"
@@ -110,10 +109,9 @@ def load_recipe(
 ) -> nn.Module:
     """The recipe's full model with ``MODEL.WEIGHTS`` = weights, loaded as training does; asserts
     that no backbone key is missing and no key of the file is unused."""
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(str(RECIPES / recipe))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", str(weights)])
+    cfg = build_config(
+        str(RECIPES / recipe), ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", str(weights)]
+    )
     assert cfg.INPUT.FORMAT == "RGB"
     with monkeypatch.context() as patch:
         for name in _INITIALISERS:
