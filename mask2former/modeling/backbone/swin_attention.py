@@ -38,7 +38,8 @@ def window_partition(x: Tensor, window_size: int) -> Tensor:
     """Split `x: [B, H, W, C]` (H, W multiples of window_size) into `[B*nW, ws, ws, C]` windows."""
     b, h, w, c = x.shape
     x = x.view(b, h // window_size, window_size, w // window_size, window_size, c)  # B,h,ws,w,ws,C
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size, window_size, c)  # B*nW,ws,ws,C
+    x = x.permute(0, 1, 3, 2, 4, 5).contiguous()  # B,h,w,ws,ws,C (contiguous for the views after)
+    return x.view(-1, window_size, window_size, c)  # B*nW,ws,ws,C
 
 
 def window_reverse(windows: Tensor, window_size: int, height: int, width: int) -> Tensor:
