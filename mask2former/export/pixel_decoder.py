@@ -86,10 +86,10 @@ def _deformable_attention(
     offsets = attn.sampling_offsets(query).view(n, lq, heads, levels, points, 2)
     weights = attn.attention_weights(query).view(n, lq, heads, levels * points).softmax(-1)
     weights = weights.view(n, lq, heads, levels, points)  # [N, Lq, M, L, P]
-    # (W_l, H_l) per level as float: [L, 2]
-    normalizer = torch.stack(
-        [torch.tensor([w, h], dtype=torch.float32, device=query.device) for h, w in shapes]
-    )
+    # (W_l, H_l) per level: [L, 2]. Built by multiplying a one, so that the sizes stay symbolic
+    # under torch.export and traced under torch.jit.trace (torch.tensor would freeze them).
+    one = query.new_ones(())
+    normalizer = torch.stack([torch.stack([one * w, one * h]) for h, w in shapes])
     locations = ref[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
     return attn.output_proj(deformable_sampling(value, shapes, locations, weights))
 

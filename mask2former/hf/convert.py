@@ -50,6 +50,14 @@ _HF_UNUSED = (
 _STEM_CONVS = ("backbone.patch_embed.proj.weight", "backbone.stem.conv1.weight")
 
 
+class _RecordingCheckpointer(DetectionCheckpointer):
+    """Keeps the incompatible keys that ``load`` only logs."""
+
+    def _load_model(self, checkpoint: Any) -> Any:
+        self.incompatible = super()._load_model(checkpoint)
+        return self.incompatible
+
+
 def load_weights(cfg: CfgNode, weights: str) -> Dict[str, Tensor]:
     """Our model's full state dict after loading ``weights`` into a model built from ``cfg``.
 
@@ -60,9 +68,9 @@ def load_weights(cfg: CfgNode, weights: str) -> Dict[str, Tensor]:
     if not os.path.isfile(weights):
         raise FileNotFoundError(f"weights file {weights!r} does not exist")
     model = build_model(cfg).eval()
-    checkpointer = DetectionCheckpointer(model)
-    checkpoint = checkpointer._load_file(weights)
-    incompatible = checkpointer._load_model(checkpoint)
+    checkpointer = _RecordingCheckpointer(model)
+    checkpointer.load(weights)
+    incompatible = checkpointer.incompatible
     missing = [k for k in incompatible.missing_keys if not k.endswith(_DERIVED_BUFFERS)]
     problems = {
         "missing": missing,

@@ -186,9 +186,9 @@ def instance_inference(
         )
     mask_logits = mask_pred[query_indices].astype(np.float32)  # [N, H, W]
     binary = mask_logits > 0
-    n = binary.shape[0]
-    inside = binary.reshape(n, -1)
-    mask_scores = (sigmoid(mask_logits).reshape(n, -1) * inside).sum(1) / (inside.sum(1) + 1e-6)
+    n, h, w = binary.shape
+    inside = binary.reshape(n, h * w)
+    mask_scores = (sigmoid(mask_logits).reshape(n, h * w) * inside).sum(1) / (inside.sum(1) + 1e-6)
     return {
         "pred_masks": binary,
         "pred_boxes": masks_to_boxes(binary),
