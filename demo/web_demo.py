@@ -46,8 +46,11 @@ class WebDemo:
         self.confidence_threshold = confidence_threshold
         self.output_dir = output_dir
         test = cfg.MODEL.MASK_FORMER.TEST
-        flags = {"panoptic": test.PANOPTIC_ON, "instance": test.INSTANCE_ON,
-                 "semantic": test.SEMANTIC_ON}  # fmt: skip
+        flags = {
+            "panoptic": test.PANOPTIC_ON,
+            "instance": test.INSTANCE_ON,
+            "semantic": test.SEMANTIC_ON,
+        }
         self.tasks = [t for t in TASKS if flags[t]]
 
     def _class_name(self, label: int, thing: bool) -> str:
@@ -68,9 +71,15 @@ class WebDemo:
                 mask = instances.pred_masks[i].numpy() > 0.5
                 ids[mask & (ids == 0)] = i + 1
                 label = int(instances.pred_classes[i])
-                segments.append({"id": i + 1, "category_id": label,
-                                 "class": self._class_name(label, True),
-                                 "score": float(instances.scores[i]), "area": int(mask.sum())})  # fmt: skip
+                segments.append(
+                    {
+                        "id": i + 1,
+                        "category_id": label,
+                        "class": self._class_name(label, True),
+                        "score": float(instances.scores[i]),
+                        "area": int(mask.sum()),
+                    }
+                )
             return ids, segments, {"instances": instances}
         sem_seg = prediction["sem_seg"].cpu()  # [K, H, W] scores
         if task == "panoptic":
@@ -90,9 +99,15 @@ class WebDemo:
         for seg_id, label in labels:
             mask = ids == seg_id
             score = float(sem_seg[label].numpy()[mask].mean()) if mask.any() else 0.0
-            segments.append({"id": seg_id, "category_id": int(label),
-                             "class": self._class_name(label, False), "score": score,
-                             "area": int(mask.sum())})  # fmt: skip
+            segments.append(
+                {
+                    "id": seg_id,
+                    "category_id": int(label),
+                    "class": self._class_name(label, False),
+                    "score": score,
+                    "area": int(mask.sum()),
+                }
+            )
         return ids, segments, restricted
 
     def segment(self, image_rgb: Optional[np.ndarray], task: str) -> Tuple[Any, List, List[str]]:
@@ -112,8 +127,10 @@ class WebDemo:
         with open(paths[2], "w") as f:
             json.dump({"task": task, "segments": segments}, f, indent=1)
         total = float(ids.size)
-        rows = [[s["id"], s["class"], round(s["score"], 3), round(100 * s["area"] / total, 2)]
-                for s in segments]  # fmt: skip
+        rows = [
+            [s["id"], s["class"], round(s["score"], 3), round(100 * s["area"] / total, 2)]
+            for s in segments
+        ]
         return overlay, rows, paths
 
 
@@ -130,19 +147,25 @@ def build_page(demo: WebDemo) -> Any:
         gr.Markdown("# Mask2Former\nUpload an image or pick an example, choose a task, segment.")
         with gr.Row():
             with gr.Column():
-                image = gr.Image(type="numpy", sources=["upload"], label="Image",
-                                 elem_id="input-image")  # fmt: skip
+                image = gr.Image(
+                    type="numpy", sources=["upload"], label="Image", elem_id="input-image"
+                )
                 task = gr.Radio(demo.tasks, value=demo.tasks[0], label="Task", elem_id="task")
                 button = gr.Button("Segment", variant="primary", elem_id="run-button")
                 if EXAMPLES:
                     gr.Examples(EXAMPLES, inputs=image, label="Examples")
             with gr.Column():
-                overlay = gr.Image(type="numpy", label="Result", interactive=False,
-                                   elem_id="overlay")  # fmt: skip
-                table = gr.Dataframe(headers=COLUMNS, label="Segments", interactive=False,
-                                     elem_id="segments")  # fmt: skip
-                files = gr.File(label="Download (overlay PNG, id map PNG, segments JSON)",
-                                file_count="multiple", elem_id="downloads")  # fmt: skip
+                overlay = gr.Image(
+                    type="numpy", label="Result", interactive=False, elem_id="overlay"
+                )
+                table = gr.Dataframe(
+                    headers=COLUMNS, label="Segments", interactive=False, elem_id="segments"
+                )
+                files = gr.File(
+                    label="Download (overlay PNG, id map PNG, segments JSON)",
+                    file_count="multiple",
+                    elem_id="downloads",
+                )
         button.click(run, inputs=[image, task], outputs=[overlay, table, files])
     return page
 
@@ -152,8 +175,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--confidence-threshold", type=float, default=0.5,
-                        help="minimum score of a listed instance")  # fmt: skip
+    parser.add_argument(
+        "--confidence-threshold", type=float, default=0.5, help="minimum score of a listed instance"
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser
 
@@ -166,8 +190,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     demo = WebDemo(cfg, args.confidence_threshold, output_dir)
     page = build_page(demo)
     logger.info("Serving on http://%s:%d", args.host, args.port)
-    page.queue().launch(server_name=args.host, server_port=args.port, share=False,
-                        ssr_mode=False, allowed_paths=[output_dir], show_error=True)  # fmt: skip
+    page.queue().launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=False,
+        ssr_mode=False,
+        allowed_paths=[output_dir],
+        show_error=True,
+    )
 
 
 if __name__ == "__main__":

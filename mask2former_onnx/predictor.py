@@ -51,14 +51,20 @@ class OnnxPredictor:
         )
         meta = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if meta is None:
-            raise ValueError(f"{model_path} has no '{METADATA_KEY}' metadata (export it with "
-                             "tools/export_model.py)")  # fmt: skip
+            raise ValueError(
+                f"{model_path} has no '{METADATA_KEY}' metadata (export it with "
+                "tools/export_model.py)"
+            )
         self.metadata: Dict[str, Any] = json.loads(meta)
 
     @property
     def default_tasks(self) -> Tuple[str, ...]:
         m = self.metadata
-        flags = (("semantic", "semantic_on"), ("instance", "instance_on"), ("panoptic", "panoptic_on"))
+        flags = (
+            ("semantic", "semantic_on"),
+            ("instance", "instance_on"),
+            ("panoptic", "panoptic_on"),
+        )
         return tuple(task for task, key in flags if m[key])
 
     def preprocess(self, image_rgb: np.ndarray) -> Tuple[np.ndarray, Tuple[int, int]]:

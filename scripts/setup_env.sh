@@ -15,11 +15,13 @@ fi
 source "$VENV/bin/activate"
 
 stamp="$VENV/.deps-installed"
-if [ ! -f "$stamp" ] || [ "$ROOT/requirements.txt" -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ "$ROOT/requirements.txt" -nt "$stamp" ] \
+  || [ "$ROOT/requirements-optional.txt" -nt "$stamp" ]; then
   echo "[setup] installing dependencies into $VENV"
   python -m pip install -q --upgrade pip wheel "setuptools>=64,<81" ninja
   python -m pip install -q torch==2.14.1 torchvision==0.29.1
-  python -m pip install -q -r "$ROOT/requirements.txt"
+  # The optional extras too (transformers, ONNX, Gradio): the tests exercise them.
+  python -m pip install -q -r "$ROOT/requirements.txt" -r "$ROOT/requirements-optional.txt"
   if ! python -c "import detectron2" 2>/dev/null; then
     # detectron2 is not on PyPI under its own name; see README "Installing detectron2" for the GPU/source route.
     tmp="$(mktemp -d)"

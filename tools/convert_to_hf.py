@@ -29,9 +29,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", required=True, help=".pth / .pkl checkpoint or state dict")
     parser.add_argument("--output", required=True, help="output directory")
     parser.add_argument(
-        "--class-names", metavar="JSON", help="a JSON list of label names, if the dataset of "
+        "--class-names",
+        metavar="JSON",
+        help="a JSON list of label names, if the dataset of "
         "DATASETS.TRAIN[0] is not registered here",
-    )  # fmt: skip
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser
 

@@ -22,8 +22,7 @@ from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 
 from mask2former.engine import build_config
-from mask2former.export import ExportableMaskFormer, deploy_metadata, export_onnx
-from mask2former.export import trace_torchscript
+from mask2former.export import ExportableMaskFormer, deploy_metadata, export_onnx, trace_torchscript
 
 logger = logging.getLogger("mask2former.export_model")
 
@@ -33,8 +32,14 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     parser.add_argument("--output", required=True, help="the .onnx / .ts file to write")
-    parser.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"),
-                        help="example input size (multiples of 32); the trace's only size")  # fmt: skip
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=(512, 512),
+        metavar=("H", "W"),
+        help="example input size (multiples of 32); the trace's only size",
+    )
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 16)")
     parser.add_argument("--no-check", action="store_true", help="skip comparing with PyTorch")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
@@ -74,8 +79,10 @@ def main(argv: list[str] | None = None) -> None:
 
             session = onnxruntime.InferenceSession(args.output)
             got = session.run(None, {"image": image.numpy()})
-            logger.info("ONNX Runtime vs PyTorch: max relative difference %.2e",
-                        _max_relative_difference(expected, got))  # fmt: skip
+            logger.info(
+                "ONNX Runtime vs PyTorch: max relative difference %.2e",
+                _max_relative_difference(expected, got),
+            )
         return
     if cfg.MODEL.BACKBONE.NAME == "D2SwinTransformer":
         logger.warning("Swin backbone: the TorchScript trace is valid at %dx%d only", *size)
@@ -83,8 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_check:
         with torch.no_grad():
             got = traced(image)
-        logger.info("TorchScript vs PyTorch: max relative difference %.2e",
-                    _max_relative_difference(expected, got))  # fmt: skip
+        logger.info(
+            "TorchScript vs PyTorch: max relative difference %.2e",
+            _max_relative_difference(expected, got),
+        )
 
 
 if __name__ == "__main__":

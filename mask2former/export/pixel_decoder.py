@@ -66,7 +66,9 @@ def deformable_sampling(
         # [N, Lq, M, P, 2] -> [N*M, Lq, P, 2]
         grid_l = grids[:, :, :, level].transpose(1, 2).reshape(n * m, lq, num_points, 2)
         sampled.append(
-            F.grid_sample(value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False)
+            F.grid_sample(
+                value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False
+            )
         )  # [N*M, D, Lq, P]
     sampled_values = torch.stack(sampled, dim=-2).flatten(-2)  # [N*M, D, Lq, L*P]
     # [N, Lq, M, L, P] -> [N*M, 1, Lq, L*P]
@@ -95,7 +97,11 @@ def _deformable_attention(
 
 
 def _encoder_layer(
-    layer: MSDeformAttnTransformerEncoderLayer, src: Tensor, pos: Tensor, ref: Tensor, shapes: Shapes
+    layer: MSDeformAttnTransformerEncoderLayer,
+    src: Tensor,
+    pos: Tensor,
+    ref: Tensor,
+    shapes: Shapes,
 ) -> Tensor:
     """``MSDeformAttnTransformerEncoderLayer.forward`` in eval mode; [B, S, C]."""
     src = layer.norm1(src + _deformable_attention(layer.self_attn, src + pos, src, ref, shapes))

@@ -34,7 +34,13 @@ HF_STAGES = ["stage1", "stage2", "stage3", "stage4"]
 ENCODER_LEVELS = ["res3", "res4", "res5"]
 ENCODER_POINTS = 4
 ENCODER_DIM_FEEDFORWARD = 1024
-RESNET_DEPTHS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}  # fmt: skip
+RESNET_DEPTHS = {
+    18: [2, 2, 2, 2],
+    34: [3, 4, 6, 3],
+    50: [3, 4, 6, 3],
+    101: [3, 4, 23, 3],
+    152: [3, 8, 36, 3],
+}
 
 
 class UnsupportedConfigError(ValueError):
@@ -49,7 +55,7 @@ def _require(ok: bool, key: str, value: Any, requirement: str) -> None:
 
 
 def backbone_kind(cfg: CfgNode) -> str:
-    """"swin" or "resnet" for a convertible backbone, else :class:`UnsupportedConfigError`."""
+    """ "swin" or "resnet" for a convertible backbone, else :class:`UnsupportedConfigError`."""
     name = cfg.MODEL.BACKBONE.NAME
     kinds = {"D2SwinTransformer": "swin", "build_resnet_backbone": "resnet"}
     _require(name in kinds, "MODEL.BACKBONE.NAME", name, f"must be one of {sorted(kinds)}")
@@ -60,53 +66,108 @@ def _check_swin(swin: CfgNode) -> None:
     _require(not swin.APE, "MODEL.SWIN.APE", swin.APE, "HF Swin backbones have no absolute pos.")
     _require(swin.PATCH_NORM, "MODEL.SWIN.PATCH_NORM", swin.PATCH_NORM, "HF Swin always norms")
     _require(swin.QK_SCALE is None, "MODEL.SWIN.QK_SCALE", swin.QK_SCALE, "HF uses head_dim^-0.5")
-    _require(list(swin.OUT_FEATURES) == FEATURES, "MODEL.SWIN.OUT_FEATURES", swin.OUT_FEATURES,
-             f"must be {FEATURES}")  # fmt: skip
+    _require(
+        list(swin.OUT_FEATURES) == FEATURES,
+        "MODEL.SWIN.OUT_FEATURES",
+        swin.OUT_FEATURES,
+        f"must be {FEATURES}",
+    )
     _require(len(swin.DEPTHS) == 4, "MODEL.SWIN.DEPTHS", swin.DEPTHS, "4 stages")
 
 
 def _check_resnet(res: CfgNode) -> None:
-    _require(res.DEPTH in RESNET_DEPTHS, "MODEL.RESNETS.DEPTH", res.DEPTH,
-             f"must be one of {sorted(RESNET_DEPTHS)}")  # fmt: skip
-    _require(res.NORM in ("FrozenBN", "BN", "SyncBN"), "MODEL.RESNETS.NORM", res.NORM,
-             "HF ResNet uses BatchNorm")  # fmt: skip
+    _require(
+        res.DEPTH in RESNET_DEPTHS,
+        "MODEL.RESNETS.DEPTH",
+        res.DEPTH,
+        f"must be one of {sorted(RESNET_DEPTHS)}",
+    )
+    _require(
+        res.NORM in ("FrozenBN", "BN", "SyncBN"),
+        "MODEL.RESNETS.NORM",
+        res.NORM,
+        "HF ResNet uses BatchNorm",
+    )
     _require(res.NUM_GROUPS == 1, "MODEL.RESNETS.NUM_GROUPS", res.NUM_GROUPS, "HF has no groups")
-    _require(res.RES5_DILATION == 1, "MODEL.RESNETS.RES5_DILATION", res.RES5_DILATION,
-             "HF ResNet has no dilation")  # fmt: skip
-    _require(not any(res.DEFORM_ON_PER_STAGE), "MODEL.RESNETS.DEFORM_ON_PER_STAGE",
-             res.DEFORM_ON_PER_STAGE, "HF ResNet has no deformable convs")  # fmt: skip
-    _require(list(res.OUT_FEATURES) == FEATURES, "MODEL.RESNETS.OUT_FEATURES", res.OUT_FEATURES,
-             f"must be {FEATURES}")  # fmt: skip
+    _require(
+        res.RES5_DILATION == 1,
+        "MODEL.RESNETS.RES5_DILATION",
+        res.RES5_DILATION,
+        "HF ResNet has no dilation",
+    )
+    _require(
+        not any(res.DEFORM_ON_PER_STAGE),
+        "MODEL.RESNETS.DEFORM_ON_PER_STAGE",
+        res.DEFORM_ON_PER_STAGE,
+        "HF ResNet has no deformable convs",
+    )
+    _require(
+        list(res.OUT_FEATURES) == FEATURES,
+        "MODEL.RESNETS.OUT_FEATURES",
+        res.OUT_FEATURES,
+        f"must be {FEATURES}",
+    )
     if res.DEPTH >= 50:
-        _require(res.RES2_OUT_CHANNELS == 4 * res.WIDTH_PER_GROUP, "MODEL.RESNETS.WIDTH_PER_GROUP",
-                 res.WIDTH_PER_GROUP, "HF bottlenecks are out_channels / 4 wide")  # fmt: skip
+        _require(
+            res.RES2_OUT_CHANNELS == 4 * res.WIDTH_PER_GROUP,
+            "MODEL.RESNETS.WIDTH_PER_GROUP",
+            res.WIDTH_PER_GROUP,
+            "HF bottlenecks are out_channels / 4 wide",
+        )
 
 
 def check_convertible(cfg: CfgNode) -> str:
     """Raises :class:`UnsupportedConfigError` unless ``cfg`` converts; returns the backbone kind."""
     model, head, mf = cfg.MODEL, cfg.MODEL.SEM_SEG_HEAD, cfg.MODEL.MASK_FORMER
-    _require(model.META_ARCHITECTURE == "MaskFormer", "MODEL.META_ARCHITECTURE",
-             model.META_ARCHITECTURE, "must be MaskFormer")  # fmt: skip
-    _require(head.NAME == "MaskFormerHead", "MODEL.SEM_SEG_HEAD.NAME", head.NAME,
-             "must be MaskFormerHead")  # fmt: skip
-    _require(head.PIXEL_DECODER_NAME == "MSDeformAttnPixelDecoder",
-             "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME", head.PIXEL_DECODER_NAME,
-             "must be MSDeformAttnPixelDecoder")  # fmt: skip
-    _require(mf.TRANSFORMER_DECODER_NAME == "MultiScaleMaskedTransformerDecoder",
-             "MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME", mf.TRANSFORMER_DECODER_NAME,
-             "must be MultiScaleMaskedTransformerDecoder")  # fmt: skip
-    _require(mf.TRANSFORMER_IN_FEATURE == "multi_scale_pixel_decoder",
-             "MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE", mf.TRANSFORMER_IN_FEATURE,
-             "must be multi_scale_pixel_decoder")  # fmt: skip
+    _require(
+        model.META_ARCHITECTURE == "MaskFormer",
+        "MODEL.META_ARCHITECTURE",
+        model.META_ARCHITECTURE,
+        "must be MaskFormer",
+    )
+    _require(
+        head.NAME == "MaskFormerHead",
+        "MODEL.SEM_SEG_HEAD.NAME",
+        head.NAME,
+        "must be MaskFormerHead",
+    )
+    _require(
+        head.PIXEL_DECODER_NAME == "MSDeformAttnPixelDecoder",
+        "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME",
+        head.PIXEL_DECODER_NAME,
+        "must be MSDeformAttnPixelDecoder",
+    )
+    _require(
+        mf.TRANSFORMER_DECODER_NAME == "MultiScaleMaskedTransformerDecoder",
+        "MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME",
+        mf.TRANSFORMER_DECODER_NAME,
+        "must be MultiScaleMaskedTransformerDecoder",
+    )
+    _require(
+        mf.TRANSFORMER_IN_FEATURE == "multi_scale_pixel_decoder",
+        "MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE",
+        mf.TRANSFORMER_IN_FEATURE,
+        "must be multi_scale_pixel_decoder",
+    )
     _require(head.NORM == "GN", "MODEL.SEM_SEG_HEAD.NORM", head.NORM, "HF uses GroupNorm(32)")
-    _require(list(head.IN_FEATURES) == FEATURES, "MODEL.SEM_SEG_HEAD.IN_FEATURES",
-             head.IN_FEATURES, f"must be {FEATURES}")  # fmt: skip
-    _require(list(head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES) == ENCODER_LEVELS,
-             "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES",
-             head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES, f"must be {ENCODER_LEVELS}")  # fmt: skip
-    _require(head.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS == ENCODER_POINTS,
-             "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS",
-             head.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS, f"HF uses {ENCODER_POINTS}")  # fmt: skip
+    _require(
+        list(head.IN_FEATURES) == FEATURES,
+        "MODEL.SEM_SEG_HEAD.IN_FEATURES",
+        head.IN_FEATURES,
+        f"must be {FEATURES}",
+    )
+    _require(
+        list(head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES) == ENCODER_LEVELS,
+        "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES",
+        head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES,
+        f"must be {ENCODER_LEVELS}",
+    )
+    _require(
+        head.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS == ENCODER_POINTS,
+        "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS",
+        head.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS,
+        f"HF uses {ENCODER_POINTS}",
+    )
     _require(cfg.INPUT.FORMAT in ("RGB", "BGR"), "INPUT.FORMAT", cfg.INPUT.FORMAT, "RGB or BGR")
     kind = backbone_kind(cfg)
     if kind == "swin":
@@ -190,12 +251,24 @@ def _backbone_overrides(backbone: Any) -> Dict[str, Any]:
     stages = list(getattr(backbone, "out_features", HF_STAGES))
     _require(stages == HF_STAGES, "backbone_config.out_features", stages, f"must be {HF_STAGES}")
     if kind == "swin":
-        _require(backbone.hidden_act == "gelu", "backbone_config.hidden_act", backbone.hidden_act,
-                 "ours uses GELU")  # fmt: skip
-        _require(not backbone.use_absolute_embeddings, "backbone_config.use_absolute_embeddings",
-                 backbone.use_absolute_embeddings, "ours has none in convertible form")  # fmt: skip
-        _require(abs(backbone.layer_norm_eps - 1e-5) < 1e-12, "backbone_config.layer_norm_eps",
-                 backbone.layer_norm_eps, "ours uses 1e-5")  # fmt: skip
+        _require(
+            backbone.hidden_act == "gelu",
+            "backbone_config.hidden_act",
+            backbone.hidden_act,
+            "ours uses GELU",
+        )
+        _require(
+            not backbone.use_absolute_embeddings,
+            "backbone_config.use_absolute_embeddings",
+            backbone.use_absolute_embeddings,
+            "ours has none in convertible form",
+        )
+        _require(
+            abs(backbone.layer_norm_eps - 1e-5) < 1e-12,
+            "backbone_config.layer_norm_eps",
+            backbone.layer_norm_eps,
+            "ours uses 1e-5",
+        )
         return {
             "MODEL.BACKBONE.NAME": "D2SwinTransformer",
             "MODEL.SWIN.PRETRAIN_IMG_SIZE": backbone.image_size,
@@ -215,20 +288,36 @@ def _backbone_overrides(backbone: Any) -> Dict[str, Any]:
             "MODEL.SWIN.OUT_FEATURES": FEATURES,
         }
     _require(kind == "resnet", "backbone_config.model_type", kind, "must be swin or resnet")
-    _require(backbone.hidden_act == "relu", "backbone_config.hidden_act", backbone.hidden_act,
-             "detectron2 ResNets use ReLU")  # fmt: skip
-    _require(not backbone.downsample_in_first_stage, "backbone_config.downsample_in_first_stage",
-             True, "detectron2's res2 does not downsample")  # fmt: skip
+    _require(
+        backbone.hidden_act == "relu",
+        "backbone_config.hidden_act",
+        backbone.hidden_act,
+        "detectron2 ResNets use ReLU",
+    )
+    _require(
+        not backbone.downsample_in_first_stage,
+        "backbone_config.downsample_in_first_stage",
+        True,
+        "detectron2's res2 does not downsample",
+    )
     width = backbone.hidden_sizes[0]
-    _require(list(backbone.hidden_sizes) == [width * 2**i for i in range(4)],
-             "backbone_config.hidden_sizes", backbone.hidden_sizes, "must double per stage")  # fmt: skip
+    _require(
+        list(backbone.hidden_sizes) == [width * 2**i for i in range(4)],
+        "backbone_config.hidden_sizes",
+        backbone.hidden_sizes,
+        "must double per stage",
+    )
     bottleneck = backbone.layer_type == "bottleneck"
     depths = {
         d: v for d, v in RESNET_DEPTHS.items() if (d >= 50) == bottleneck
     }  # basic: 18/34, bottleneck: 50/101/152
     matches = [d for d, v in depths.items() if v == list(backbone.depths)]
-    _require(bool(matches), "backbone_config.depths", backbone.depths,
-             f"must be one of {list(depths.values())}")  # fmt: skip
+    _require(
+        bool(matches),
+        "backbone_config.depths",
+        backbone.depths,
+        f"must be one of {list(depths.values())}",
+    )
     return {
         "MODEL.BACKBONE.NAME": "build_resnet_backbone",
         "MODEL.RESNETS.DEPTH": matches[0],
@@ -246,13 +335,24 @@ def _backbone_overrides(backbone: Any) -> Dict[str, Any]:
 
 def cfg_overrides_from_hf(hf_config: Any) -> Dict[str, Any]:
     """Every architecture key of our config, from a ``Mask2FormerConfig`` (``KEY: value``)."""
-    _require(hf_config.encoder_feedforward_dim == ENCODER_DIM_FEEDFORWARD,
-             "encoder_feedforward_dim", hf_config.encoder_feedforward_dim,
-             f"ours is fixed at {ENCODER_DIM_FEEDFORWARD}")  # fmt: skip
-    _require(hf_config.activation_function == "relu", "activation_function",
-             hf_config.activation_function, "ours uses ReLU")  # fmt: skip
-    _require(list(hf_config.feature_strides) == [4, 8, 16, 32], "feature_strides",
-             hf_config.feature_strides, "must be [4, 8, 16, 32]")  # fmt: skip
+    _require(
+        hf_config.encoder_feedforward_dim == ENCODER_DIM_FEEDFORWARD,
+        "encoder_feedforward_dim",
+        hf_config.encoder_feedforward_dim,
+        f"ours is fixed at {ENCODER_DIM_FEEDFORWARD}",
+    )
+    _require(
+        hf_config.activation_function == "relu",
+        "activation_function",
+        hf_config.activation_function,
+        "ours uses ReLU",
+    )
+    _require(
+        list(hf_config.feature_strides) == [4, 8, 16, 32],
+        "feature_strides",
+        hf_config.feature_strides,
+        "must be [4, 8, 16, 32]",
+    )
     overrides: Dict[str, Any] = {
         "MODEL.META_ARCHITECTURE": "MaskFormer",
         "MODEL.SEM_SEG_HEAD.NAME": "MaskFormerHead",

@@ -79,9 +79,10 @@ def load_weights(cfg: CfgNode, weights: str) -> Dict[str, Tensor]:
     }
     problems = {k: v for k, v in problems.items() if v}
     if problems:
-        raise ValueError(f"{weights} does not fit the config: " + "; ".join(
-            f"{len(v)} {k} keys, e.g. {v[:5]}" for k, v in problems.items()
-        ))  # fmt: skip
+        raise ValueError(
+            f"{weights} does not fit the config: "
+            + "; ".join(f"{len(v)} {k} keys, e.g. {v[:5]}" for k, v in problems.items())
+        )
     return model.state_dict()
 
 
@@ -198,8 +199,9 @@ def from_hf(
     extra = [k for k in state if k not in template and not k.endswith("num_batches_tracked")]
     missing = [k for k in template if k not in state and not k.endswith(_DERIVED_BUFFERS[:1])]
     if extra or missing:
-        raise MappingError(f"converted keys do not fit the model: extra {extra[:5]}, "
-                           f"missing {missing[:5]}")  # fmt: skip
+        raise MappingError(
+            f"converted keys do not fit the model: extra {extra[:5]}, missing {missing[:5]}"
+        )
     state = {k: state.get(k, template[k]) for k in template}
     if cfg.INPUT.FORMAT == "BGR":
         _flip_input_channels(state)

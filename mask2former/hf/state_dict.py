@@ -26,7 +26,7 @@ class MappingError(ValueError):
     """A state dict does not fit the key mapping (keys left over or missing)."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compile(template: str) -> "re.Pattern[str]":
     """``{i...}`` placeholders match digits, other ``{name}`` one dotted component."""
     pattern = ""
@@ -34,9 +34,9 @@ def _compile(template: str) -> "re.Pattern[str]":
         if not part.startswith("{"):
             pattern += re.escape(part)
         elif part[1] == "i":
-            pattern += r"(?P<%s>\d+)" % part[1:-1]
+            pattern += rf"(?P<{part[1:-1]}>\d+)"
         else:
-            pattern += r"(?P<%s>[A-Za-z0-9_]+)" % part[1:-1]
+            pattern += rf"(?P<{part[1:-1]}>[A-Za-z0-9_]+)"
     return re.compile(pattern + "$")
 
 
@@ -64,7 +64,9 @@ def _swin_rules() -> List[KeyRule]:
     block_ours = "backbone.layers.{i}.blocks.{ib}."
     block_hf = _SWIN + "encoder.layers.{i}.blocks.{ib}."
     rules = [
-        KeyRule("backbone.patch_embed.proj.{p}", (_SWIN + "embeddings.patch_embeddings.projection.{p}",)),
+        KeyRule(
+            "backbone.patch_embed.proj.{p}", (_SWIN + "embeddings.patch_embeddings.projection.{p}",)
+        ),
         KeyRule("backbone.patch_embed.norm.{p}", (_SWIN + "embeddings.norm.{p}",)),
         KeyRule(block_ours + "norm1.{p}", (block_hf + "layernorm_before.{p}",)),
         KeyRule(block_ours + "norm2.{p}", (block_hf + "layernorm_after.{p}",)),
@@ -78,12 +80,17 @@ def _swin_rules() -> List[KeyRule]:
         ),
         KeyRule(block_ours + "attn.proj.{p}", (block_hf + "attention.o_proj.{p}",)),
         KeyRule(block_ours + "mlp.{fc}.{p}", (block_hf + "mlp.{fc}.{p}",)),
-        KeyRule("backbone.layers.{i}.downsample.{m}.{p}", (_SWIN + "encoder.layers.{i}.downsample.{m}.{p}",)),
-    ]  # fmt: skip
+        KeyRule(
+            "backbone.layers.{i}.downsample.{m}.{p}",
+            (_SWIN + "encoder.layers.{i}.downsample.{m}.{p}",),
+        ),
+    ]
     rules += [
-        KeyRule(f"backbone.norm{i}.{{p}}", (_PIXEL + f"encoder.hidden_states_norms.stage{i + 1}.{{p}}",))
+        KeyRule(
+            f"backbone.norm{i}.{{p}}", (_PIXEL + f"encoder.hidden_states_norms.stage{i + 1}.{{p}}",)
+        )
         for i in range(4)
-    ]  # fmt: skip
+    ]
     return rules
 
 
@@ -102,9 +109,13 @@ def _resnet_rules() -> List[KeyRule]:
         ]
         for conv in range(3):
             rules += [
-                KeyRule(ours + f"conv{conv + 1}.weight", (hf + f"layer.{conv}.convolution.weight",)),
-                KeyRule(ours + f"conv{conv + 1}.norm.{{p}}", (hf + f"layer.{conv}.normalization.{{p}}",)),
-            ]  # fmt: skip
+                KeyRule(
+                    ours + f"conv{conv + 1}.weight", (hf + f"layer.{conv}.convolution.weight",)
+                ),
+                KeyRule(
+                    ours + f"conv{conv + 1}.norm.{{p}}", (hf + f"layer.{conv}.normalization.{{p}}",)
+                ),
+            ]
     return rules
 
 

@@ -1,11 +1,12 @@
-"""The web demo end to end in a real browser: Debian's headless Chromium, driven by Selenium, uploads
-a photo to demo/web_demo.py (a tiny random-weight model on a free port), runs panoptic and
+"""The web demo end to end in a real browser: Debian's headless Chromium, driven by Selenium,
+uploads a photo to demo/web_demo.py (a tiny random-weight model on a free port), runs panoptic and
 semantic segmentation, and reads the segment list, the overlay and the download links; the page's
 screenshot is saved to output/web_demo_screenshot.png."""
 
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,15 +29,28 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "tests/fixtures/official_tiny/config_full.yaml"
 PHOTO = sorted((REPO / "tests/data/samples/coco_panoptic/images").glob("*.jpg"))[0]
 SCREENSHOT = REPO / "output" / "web_demo_screenshot.png"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--window-size=1400,1100",
-]  # fmt: skip
+]
 # A small, fast model: the fixture-sized R50, 256-pixel test size, every confident query kept.
-OPTS = ["INPUT.MIN_SIZE_TEST", "256", "INPUT.MAX_SIZE_TEST", "512",
-        "MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD", "0.0"]  # fmt: skip
+OPTS = [
+    "INPUT.MIN_SIZE_TEST",
+    "256",
+    "INPUT.MAX_SIZE_TEST",
+    "512",
+    "MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD",
+    "0.0",
+]
 
 
 def _missing_requirements() -> str:
@@ -74,8 +88,17 @@ def server(weights: Path):
     port = _free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONPATH=str(REPO))
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-    cmd = [sys.executable, str(REPO / "demo/web_demo.py"), "--config-file", str(CONFIG),
-           "--port", str(port), "MODEL.WEIGHTS", str(weights), *OPTS]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(REPO / "demo/web_demo.py"),
+        "--config-file",
+        str(CONFIG),
+        "--port",
+        str(port),
+        "MODEL.WEIGHTS",
+        str(weights),
+        *OPTS,
+    ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}/"
     try:

@@ -2,6 +2,7 @@
 conversion tests run on."""
 
 from pathlib import Path
+
 import numpy as np
 import torch
 from detectron2.config import CfgNode

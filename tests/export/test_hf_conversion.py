@@ -12,11 +12,10 @@ import torch
 transformers = pytest.importorskip("transformers", reason="the hf extra (pip install -e .[hf])")
 
 from detectron2.modeling import build_model  # noqa: E402
+from export_samples import CONFIGS, REPO, normalized, photo, randomized_model, tiny_cfg  # noqa: E402
 
 from mask2former.hf import UnsupportedConfigError, check_convertible  # noqa: E402
 from mask2former.hf.convert import from_hf, to_hf  # noqa: E402
-
-from export_samples import CONFIGS, REPO, normalized, photo, randomized_model, tiny_cfg  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tools"))
 import convert_from_hf  # noqa: E402
@@ -49,8 +48,9 @@ def _max_diff(a, b) -> float:
 def test_ours_to_hf_and_back_give_the_same_logits(tmp_path: Path, checkpoint_factory, kind) -> None:
     weights = checkpoint_factory(kind)
     out_dir = tmp_path / "hf"
-    convert_to_hf.main(["--config-file", str(CONFIGS[kind]), "--weights", str(weights),
-                        "--output", str(out_dir)])  # fmt: skip
+    convert_to_hf.main(
+        ["--config-file", str(CONFIGS[kind]), "--weights", str(weights), "--output", str(out_dir)]
+    )
     config = json.loads((out_dir / "config.json").read_text())
     assert config["id2label"]["0"] == "person" and len(config["id2label"]) == 133
     hf_model, info = transformers.Mask2FormerForUniversalSegmentation.from_pretrained(
@@ -65,8 +65,9 @@ def test_ours_to_hf_and_back_give_the_same_logits(tmp_path: Path, checkpoint_fac
 
     # ... and back: checkpoint + YAML that our tools load.
     pth, yaml = tmp_path / "back.pth", tmp_path / "back.yaml"
-    convert_from_hf.main(["--input", str(out_dir), "--output", str(pth),
-                          "--config-output", str(yaml)])  # fmt: skip
+    convert_from_hf.main(
+        ["--input", str(out_dir), "--output", str(pth), "--config-output", str(yaml)]
+    )
     from mask2former.engine import build_config
     from mask2former.hf.convert import load_weights
 
@@ -104,8 +105,9 @@ def test_bgr_model_converts_to_an_rgb_hf_model() -> None:
     assert _max_diff(_ours(ours, x_rgb), _hf(hf_model, x_rgb)) > TOL  # the swap matters
     cfg_back, state = from_hf(hf_model)
     assert cfg_back.INPUT.FORMAT == "BGR"  # the embedded config restores the order
-    torch.testing.assert_close(state["backbone.stem.conv1.weight"], ours.state_dict()[
-        "backbone.stem.conv1.weight"])  # fmt: skip
+    torch.testing.assert_close(
+        state["backbone.stem.conv1.weight"], ours.state_dict()["backbone.stem.conv1.weight"]
+    )
 
 
 @pytest.mark.parametrize(

@@ -60,16 +60,24 @@ def test_semantic_panoptic_instance_match_the_torch_rules(logits) -> None:
     ref_sem = torch_pp.semantic_inference(mask_cls, mask_pred).numpy()
     np.testing.assert_allclose(sem, ref_sem, rtol=1e-5, atol=1e-5)
 
-    kwargs = dict(num_classes=k, object_mask_threshold=info["object_mask_threshold"],
-                  overlap_threshold=info["overlap_threshold"], thing_ids=info["thing_contiguous_ids"])  # fmt: skip
+    kwargs = dict(
+        num_classes=k,
+        object_mask_threshold=info["object_mask_threshold"],
+        overlap_threshold=info["overlap_threshold"],
+        thing_ids=info["thing_contiguous_ids"],
+    )
     ids, segments = np_pp.panoptic_inference(mask_cls.numpy(), mask_pred.numpy(), **kwargs)
     ref_ids, ref_segments = torch_pp.panoptic_inference(mask_cls, mask_pred, **kwargs)
     assert segments == ref_segments and len(segments) >= 1
     assert ids.dtype == np.int32 and (ids != ref_ids.numpy()).sum() <= 5
 
     for panoptic_on in (True, False):
-        kwargs = dict(num_classes=k, test_topk_per_image=100, thing_ids=info["thing_contiguous_ids"],
-                      panoptic_on=panoptic_on)  # fmt: skip
+        kwargs = dict(
+            num_classes=k,
+            test_topk_per_image=100,
+            thing_ids=info["thing_contiguous_ids"],
+            panoptic_on=panoptic_on,
+        )
         got = np_pp.instance_inference(mask_cls.numpy(), mask_pred.numpy(), **kwargs)
         ref = torch_pp.instance_inference(mask_cls, mask_pred, **kwargs)
         order = np.argsort(-got["scores"], kind="stable")
@@ -90,11 +98,23 @@ def test_semantic_only_resizes_after_inference_like_the_model(logits) -> None:
     from detectron2.modeling.postprocessing import sem_seg_postprocess
 
     ref = sem_seg_postprocess(torch_pp.semantic_inference(mask_cls, up), (120, 150), 240, 300)
-    got = np_pp.postprocess(mask_cls.numpy(), masks.numpy(), padded_size=(128, 160),
-                            image_size=(120, 150), output_size=(240, 300), tasks=("semantic",),
-                            sem_seg_postprocess_before_inference=False)  # fmt: skip
+    got = np_pp.postprocess(
+        mask_cls.numpy(),
+        masks.numpy(),
+        padded_size=(128, 160),
+        image_size=(120, 150),
+        output_size=(240, 300),
+        tasks=("semantic",),
+        sem_seg_postprocess_before_inference=False,
+    )
     np.testing.assert_allclose(got["sem_seg"], ref.numpy(), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="semantic alone"):
-        np_pp.postprocess(mask_cls.numpy(), masks.numpy(), padded_size=(128, 160),
-                          image_size=(120, 150), output_size=(120, 150), tasks=("panoptic",),
-                          sem_seg_postprocess_before_inference=False)  # fmt: skip
+        np_pp.postprocess(
+            mask_cls.numpy(),
+            masks.numpy(),
+            padded_size=(128, 160),
+            image_size=(120, 150),
+            output_size=(120, 150),
+            tasks=("panoptic",),
+            sem_seg_postprocess_before_inference=False,
+        )

@@ -34,9 +34,22 @@ def exported(tmp_path_factory, checkpoint_factory):
     """(onnx path, our model, cfg) for the tiny R50 model."""
     weights = checkpoint_factory("r50")
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    export_model.main(["--config-file", str(CONFIGS["r50"]), "--format", "onnx",
-                       "--output", str(path), "--size", "256", "320",
-                       "MODEL.WEIGHTS", str(weights), *OPTS])  # fmt: skip
+    export_model.main(
+        [
+            "--config-file",
+            str(CONFIGS["r50"]),
+            "--format",
+            "onnx",
+            "--output",
+            str(path),
+            "--size",
+            "256",
+            "320",
+            "MODEL.WEIGHTS",
+            str(weights),
+            *OPTS,
+        ]
+    )
     cfg = tiny_cfg("r50", "MODEL.WEIGHTS", str(weights), *OPTS)
     model = build_model(cfg).eval()
     DetectionCheckpointer(model).load(str(weights))
@@ -101,16 +114,37 @@ def test_onnx_runtime_matches_the_model_on_real_photos(exported, short: int) -> 
 
 def test_export_rejects_sizes_that_are_not_multiples_of_32(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="multiple of 32"):
-        export_model.main(["--config-file", str(CONFIGS["r50"]), "--output",
-                           str(tmp_path / "m.onnx"), "--size", "250", "320"])  # fmt: skip
+        export_model.main(
+            [
+                "--config-file",
+                str(CONFIGS["r50"]),
+                "--output",
+                str(tmp_path / "m.onnx"),
+                "--size",
+                "250",
+                "320",
+            ]
+        )
 
 
 def test_torchscript_trace_of_a_resnet_model_works_at_other_sizes(exported, tmp_path) -> None:
     _, model, cfg = exported
     path = tmp_path / "model.ts"
-    export_model.main(["--config-file", str(CONFIGS["r50"]), "--format", "torchscript",
-                       "--output", str(path), "--size", "256", "320",
-                       "MODEL.WEIGHTS", cfg.MODEL.WEIGHTS])  # fmt: skip
+    export_model.main(
+        [
+            "--config-file",
+            str(CONFIGS["r50"]),
+            "--format",
+            "torchscript",
+            "--output",
+            str(path),
+            "--size",
+            "256",
+            "320",
+            "MODEL.WEIGHTS",
+            cfg.MODEL.WEIGHTS,
+        ]
+    )
     traced = torch.jit.load(str(path))
     wrapper = ExportableMaskFormer(model, cfg.INPUT.FORMAT).eval()
     for size in ((256, 320), (320, 256)):
