@@ -53,10 +53,12 @@ class WebDemo:
         }
         self.tasks = [t for t in TASKS if flags[t]]
 
-    def _class_name(self, label: int, thing: bool) -> str:
-        names = getattr(self.metadata, "thing_classes" if thing else "stuff_classes", None)
-        if thing and names is not None:  # instance labels are contiguous over all classes
-            names = getattr(self.metadata, "stuff_classes", None) or names
+    def _class_name(self, label: int) -> str:
+        """Label names: ``stuff_classes`` (all classes of panoptic/semantic datasets), else
+        ``thing_classes`` (instance datasets); contiguous ids index both."""
+        names = getattr(self.metadata, "stuff_classes", None) or getattr(
+            self.metadata, "thing_classes", None
+        )
         return names[label] if names and label < len(names) else f"class {label}"
 
     def _segments(self, prediction: Dict, task: str) -> Tuple[np.ndarray, List[Dict], Dict]:
@@ -75,7 +77,7 @@ class WebDemo:
                     {
                         "id": i + 1,
                         "category_id": label,
-                        "class": self._class_name(label, True),
+                        "class": self._class_name(label),
                         "score": float(instances.scores[i]),
                         "area": int(mask.sum()),
                     }
@@ -103,7 +105,7 @@ class WebDemo:
                 {
                     "id": seg_id,
                     "category_id": int(label),
-                    "class": self._class_name(label, False),
+                    "class": self._class_name(label),
                     "score": score,
                     "area": int(mask.sum()),
                 }

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 from PIL import Image
 
@@ -134,7 +135,8 @@ def browser(tmp_path_factory):
 
 
 def _expected_segments(weights: Path, task: str) -> list:
-    """The segments the demo's model gives for the photo, computed in this process."""
+    """The demo's rows for the photo, computed in this process; their (id, class) pairs are
+    checked against the model's own prediction and the dataset's label names."""
     sys.path.insert(0, str(REPO / "demo"))
     try:
         import web_demo
@@ -142,7 +144,16 @@ def _expected_segments(weights: Path, task: str) -> list:
         sys.path.remove(str(REPO / "demo"))
     cfg = build_config(str(CONFIG), ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", str(weights), *OPTS])
     demo = web_demo.WebDemo(cfg, 0.5, tempfile.mkdtemp())
-    _, rows, _ = demo.segment(np.asarray(Image.open(PHOTO).convert("RGB")), task)
+    image = np.asarray(Image.open(PHOTO).convert("RGB"))
+    _, rows, _ = demo.segment(image, task)
+    (prediction,) = demo.predictor([np.ascontiguousarray(image[:, :, ::-1])])
+    names = MetadataCatalog.get(cfg.DATASETS.TEST[0]).stuff_classes
+    if task == "panoptic":
+        reference = [[s["id"], names[s["category_id"]]] for s in prediction["panoptic_seg"][1]]
+    else:
+        classes = np.unique(prediction["sem_seg"].argmax(0).numpy())
+        reference = [[i + 1, names[c]] for i, c in enumerate(classes)]
+    assert [row[:2] for row in rows] == reference
     return rows
 
 
