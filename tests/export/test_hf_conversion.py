@@ -139,9 +139,13 @@ def test_unsupported_resnet_configs_name_the_key(opts, key) -> None:
 
 @pytest.mark.parametrize(
     "config",
-    sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").rglob("maskformer2_*.yaml")),
+    sorted(
+        str(p.relative_to(REPO))
+        for p in (REPO / "configs").rglob("*.yaml")
+        if not p.name.startswith("Base-")
+    ),
 )
-def test_every_official_mask2former_recipe_converts(config: str) -> None:
+def test_every_recipe_converts(config: str) -> None:
     from mask2former.engine import build_config
 
     check_convertible(build_config(str(REPO / config), []))
