@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
             args.output,
             example_size=size,
             opset=args.opset,
-            metadata=deploy_metadata(model, cfg.INPUT.FORMAT, cfg.INPUT),
+            metadata=deploy_metadata(model, cfg),
         )
         if not args.no_check:
             import onnxruntime

@@ -7,6 +7,7 @@ import logging
 from typing import Any, Dict, Tuple
 
 import torch
+from detectron2.config import CfgNode
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..modeling.meta_arch import MaskFormer
@@ -23,29 +24,24 @@ OUTPUT_NAMES = ["pred_logits", "pred_masks"]
 MAX_BLOCKS = 512
 
 
-def deploy_metadata(model: MaskFormer, input_format: str, cfg_input: Any) -> Dict[str, Any]:
-    """What ``mask2former_onnx`` needs to pre- and post-process like ``MaskFormer.forward``.
-
-    Args:
-        model: the MaskFormer (its thresholds, flags and dataset metadata are read).
-        input_format: ``INPUT.FORMAT``.
-        cfg_input: the config's ``INPUT`` node (test-time resizing).
-    """
+def deploy_metadata(model: MaskFormer, cfg: CfgNode) -> Dict[str, Any]:
+    """What ``mask2former_onnx`` needs to pre- and post-process like ``MaskFormer.forward``: the
+    model's thresholds, flags and thing classes, and the config's test-time resizing."""
     mean = model.pixel_mean.flatten().tolist()
-    if input_format == "BGR":
+    if cfg.INPUT.FORMAT == "BGR":
         mean = mean[::-1]
     meta = model.metadata
     thing_ids = []
     if getattr(meta, "thing_dataset_id_to_contiguous_id", None) is not None:
         thing_ids = model.thing_ids
     return {
-        "num_classes": int(model.sem_seg_head.num_classes),
+        "num_classes": int(cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES),
         "class_names": list(getattr(meta, "stuff_classes", None) or []),
         "thing_ids": [int(i) for i in thing_ids],
         "pixel_mean_rgb": mean,
         "size_divisibility": int(model.size_divisibility),
-        "min_size_test": int(cfg_input.MIN_SIZE_TEST),
-        "max_size_test": int(cfg_input.MAX_SIZE_TEST),
+        "min_size_test": int(cfg.INPUT.MIN_SIZE_TEST),
+        "max_size_test": int(cfg.INPUT.MAX_SIZE_TEST),
         "object_mask_threshold": float(model.object_mask_threshold),
         "overlap_threshold": float(model.overlap_threshold),
         "test_topk_per_image": int(model.test_topk_per_image),

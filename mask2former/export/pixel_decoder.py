@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..modeling.pixel_decoder.msdeformattn import (
+    NUM_MULTI_SCALE_FEATURES,
     MSDeformAttnPixelDecoder,
     MSDeformAttnTransformerEncoderLayer,
 )
@@ -156,4 +157,4 @@ class ExportMSDeformAttnPixelDecoder(nn.Module):
                 out[-1], size=lateral.shape[-2:], mode="bilinear", align_corners=False
             )
             out.append(dec.output_convs[idx](y))
-        return dec.mask_features(out[-1]), out[0], out[: dec.maskformer_num_feature_levels]
+        return dec.mask_features(out[-1]), out[0], out[:NUM_MULTI_SCALE_FEATURES]
