@@ -194,7 +194,9 @@ def from_hf(
     cfg.merge_from_list([x for kv in overrides.items() for x in kv])
     cfg.MODEL.WEIGHTS = ""
     kind = check_convertible(cfg)
-    template = build_model(cfg).state_dict()
+    template_cfg = cfg.clone()
+    template_cfg.MODEL.DEVICE = "cpu"
+    template = build_model(template_cfg).state_dict()
     state = from_hf_state_dict(hf_model.state_dict(), kind, ignore=_HF_UNUSED)
     extra = [k for k in state if k not in template and not k.endswith("num_batches_tracked")]
     missing = [k for k in template if k not in state and not k.endswith(_DERIVED_BUFFERS[:1])]

@@ -11,6 +11,7 @@ import torch
 
 transformers = pytest.importorskip("transformers", reason="the hf extra (pip install -e .[hf])")
 
+from detectron2.data import MetadataCatalog  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from export_samples import CONFIGS, REPO, normalized, photo, randomized_model, tiny_cfg  # noqa: E402
 
@@ -149,3 +150,21 @@ def test_every_recipe_converts(config: str) -> None:
     from mask2former.engine import build_config
 
     check_convertible(build_config(str(REPO / config), []))
+
+
+def test_hf_checkpoint_without_our_config_takes_labels_or_a_base_config() -> None:
+    """Checkpoints from elsewhere carry no config of ours: the dataset comes from the label
+    names, else from --base-config; without either, a clear error."""
+    from mask2former.hf.convert import EMBEDDED_CONFIG_KEY, class_names_for
+
+    cfg = tiny_cfg("r50")
+    names = class_names_for(cfg)
+    hf_model = to_hf(cfg, build_model(cfg).state_dict(), names)
+    delattr(hf_model.config, EMBEDDED_CONFIG_KEY)
+    found, _ = from_hf(hf_model)
+    assert MetadataCatalog.get(found.DATASETS.TRAIN[0]).stuff_classes == names
+    hf_model.config.id2label = {i: f"thing {i}" for i in range(133)}
+    with pytest.raises(ValueError, match="--base-config"):
+        from_hf(hf_model)
+    based, _ = from_hf(hf_model, base_config=str(CONFIGS["r50"]))
+    assert based.DATASETS.TRAIN == cfg.DATASETS.TRAIN
