@@ -11,7 +11,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
-from export_samples import CONFIGS, REPO, photo, tiny_cfg
+from export_samples import CONFIGS, REPO, photo, randomized_model, tiny_cfg
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra (pip install -e .[onnx])")
 pytest.importorskip("onnxruntime", reason="the onnx extra (pip install -e .[onnx])")
@@ -153,3 +153,25 @@ def test_torchscript_trace_of_a_resnet_model_works_at_other_sizes(exported, tmp_
             got = traced(x)
         for g, r in zip(got, wrapper.reference_outputs(model, x)):
             torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_swin_model_exports_with_dynamic_sizes(tmp_path: Path) -> None:
+    """Swin's window padding and shifted-window masks stay symbolic in the graph: one export
+    serves sizes whose windows pad differently (the slowest export here, a few minutes)."""
+    import onnxruntime
+
+    from mask2former.export import export_onnx
+
+    cfg = tiny_cfg("swin")
+    model = randomized_model(cfg)
+    wrapper = ExportableMaskFormer(model, cfg.INPUT.FORMAT).eval()
+    path = tmp_path / "swin.onnx"
+    export_onnx(wrapper, str(path), example_size=(256, 320))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for size in ((288, 352), (320, 256)):
+        x = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0)) * 255
+        got = session.run(None, {"image": x.numpy()})
+        for g, r in zip(got, wrapper.reference_outputs(model, x)):
+            assert g.shape == tuple(r.shape)
+            assert np.abs(g - r.numpy()).max() <= 1e-3 * float(r.abs().max())
