@@ -168,3 +168,27 @@ def test_hf_checkpoint_without_our_config_takes_labels_or_a_base_config() -> Non
         from_hf(hf_model)
     based, _ = from_hf(hf_model, base_config=str(CONFIGS["r50"]))
     assert based.DATASETS.TRAIN == cfg.DATASETS.TRAIN
+
+
+@pytest.mark.parametrize("file_format", ["pkl", "plain", "pth"])
+def test_weights_load_from_every_checkpoint_format(tmp_path: Path, file_format: str) -> None:
+    """--weights takes an official model-zoo .pkl, a plain state dict or a training .pth."""
+    import pickle
+
+    from mask2former.hf.convert import load_weights
+
+    cfg = tiny_cfg("r50")
+    state = randomized_model(cfg, seed=3).state_dict()
+    path = tmp_path / f"weights.{'pkl' if file_format == 'pkl' else 'pth'}"
+    if file_format == "pkl":
+        with open(path, "wb") as f:
+            pickle.dump({"model": {k: v.numpy() for k, v in state.items()}, "__author__": "x"}, f)
+    else:
+        torch.save(dict(state) if file_format == "plain" else {"model": dict(state)}, path)
+    loaded = load_weights(cfg, str(path))
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_weights(cfg, str(tmp_path / "missing.pth"))
+    torch.save({k: v for k, v in state.items() if "predictor" not in k}, tmp_path / "part.pth")
+    with pytest.raises(ValueError, match="missing keys"):
+        load_weights(cfg, str(tmp_path / "part.pth"))
