@@ -45,13 +45,16 @@ def main(argv: list[str] | None = None) -> None:
 
     from mask2former.hf.convert import class_names_for, load_weights, to_hf
 
-    cfg = build_config(args.config_file, ["MODEL.DEVICE", "cpu", *args.opts])
+    cfg = build_config(args.config_file, args.opts)  # embedded in config.json as given
+    cpu_cfg = cfg.clone()
+    cpu_cfg.defrost()
+    cpu_cfg.MODEL.DEVICE = "cpu"
     if args.class_names:
         with open(args.class_names) as f:
             class_names = json.load(f)
     else:
         class_names = class_names_for(cfg)
-    state_dict = load_weights(cfg, args.weights)
+    state_dict = load_weights(cpu_cfg, args.weights)
     model = to_hf(cfg, state_dict, class_names)
     model.save_pretrained(args.output)
     processor = transformers.Mask2FormerImageProcessor(

@@ -98,7 +98,7 @@ def class_names_for(cfg: CfgNode) -> List[str]:
             return names
     raise ValueError(
         f"dataset {name!r} (DATASETS.TRAIN[0]) has no stuff_classes/thing_classes with "
-        f"{num_classes} names (MODEL.SEM_SEG_HEAD.NUM_CLASSES); register it, or give the names"
+        f"{num_classes} names (MODEL.SEM_SEG_HEAD.NUM_CLASSES); register it, or pass --class-names"
     )
 
 
