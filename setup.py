@@ -47,12 +47,25 @@ def get_extensions() -> list:
     ]
 
 
+def read_extras(path: str = "requirements-optional.txt") -> dict:
+    """``{extra: [requirement, ...]}`` from the ``# extras: a, b`` comments of ``path``."""
+    extras: dict = {}
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), path)) as f:
+        for line in f:
+            requirement, _, comment = line.partition("#")
+            if requirement.strip() and "extras:" in comment:
+                for extra in comment.split("extras:", 1)[1].split(","):
+                    extras.setdefault(extra.strip(), []).append(requirement.strip())
+    return extras
+
+
 setup(
     name="mask2former",
     version="0.1.0",
     description="Mask2Former (Cheng et al., CVPR 2022) on detectron2",
     packages=find_packages(exclude=("configs", "tests*")),
     python_requires=">=3.10",
+    extras_require=read_extras(),
     ext_modules=get_extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
 )

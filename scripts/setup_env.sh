@@ -19,11 +19,13 @@ PIN="$ROOT/mask2former/utils/detectron2_pin.py"
 eval "$(python "$PIN" shell)"
 
 stamp="$VENV/.deps-installed"
-if [ ! -f "$stamp" ] || [ "$ROOT/requirements.txt" -nt "$stamp" ] || [ "$PIN" -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ "$ROOT/requirements.txt" -nt "$stamp" ] || [ "$PIN" -nt "$stamp" ] \
+    || [ "$ROOT/requirements-optional.txt" -nt "$stamp" ]; then
   echo "[setup] installing dependencies into $VENV"
   python -m pip install -q --upgrade pip wheel "setuptools>=64,<81" ninja
   python -m pip install -q torch==2.14.1 torchvision==0.29.1
-  python -m pip install -q -r "$ROOT/requirements.txt"
+  # The optional extras too (transformers, ONNX, Gradio): the tests exercise them.
+  python -m pip install -q -r "$ROOT/requirements.txt" -r "$ROOT/requirements-optional.txt"
   wheel_installed="$(python -m pip show "$D2_WHEEL_NAME" 2>/dev/null | sed -n 's/^Version: //p')"
   if ! python -c "import detectron2" 2>/dev/null \
       || { [ -n "$wheel_installed" ] && [ "$wheel_installed" != "$D2_WHEEL_VERSION" ]; }; then
