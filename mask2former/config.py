@@ -22,6 +22,7 @@ __all__ = [
     "COMPATIBILITY_ONLY_KEYS",
     "add_maskformer2_config",
     "build_config",
+    "default_config",
     "validate_maskformer2_config",
 ]
 
@@ -349,6 +350,18 @@ def validate_maskformer2_config(cfg: CN) -> None:
         validate_maskformer2_video_config(cfg)
 
 
+def default_config() -> CN:
+    """Every default, unmerged and unfrozen: detectron2's, DeepLab's, Mask2Former's and the video
+    keys (harmless for image configs; they let the YouTube-VIS YAML files merge). The key set of
+    every config :func:`build_config` returns."""
+    from .video_config import add_maskformer2_video_config
+
+    cfg = get_cfg()
+    add_maskformer2_config(cfg)
+    add_maskformer2_video_config(cfg)
+    return cfg
+
+
 def build_config(config_file: str, opts: Sequence[str] = ()) -> CN:
     """The frozen config of every entry point (training, quick start, demo, tools, benchmarks).
 
@@ -361,11 +374,7 @@ def build_config(config_file: str, opts: Sequence[str] = ()) -> CN:
         ValueError: naming the key and value, for a value the model cannot run with.
     """
     check_detectron2_version()
-    from .video_config import add_maskformer2_video_config
-
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
-    add_maskformer2_video_config(cfg)  # harmless for image configs; lets video YAML files merge
+    cfg = default_config()
     if config_file:
         cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))

@@ -12,12 +12,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
 from torch import Tensor
 
-from ..config import add_maskformer2_config
+from ..config import default_config
 from .config import (
     UnsupportedConfigError,
     cfg_overrides_from_hf,
@@ -148,8 +148,7 @@ def _dataset_for_labels(class_names: Sequence[str]) -> Optional[str]:
 
 
 def _base_cfg(hf_model: Any, base_config: Optional[str]) -> CfgNode:
-    cfg = get_cfg()
-    add_maskformer2_config(cfg)
+    cfg = default_config()
     embedded = getattr(hf_model.config, EMBEDDED_CONFIG_KEY, None)
     if base_config:
         cfg.merge_from_file(base_config)
