@@ -137,14 +137,21 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode) -> Iterable[Any]:
-        from mask2former.data.mappers.registry import build_dataset_mapper
+        # Bad samples the mapper skips are counted in metrics.json (data/skipped_<reason>); the
+        # test datasets are checked now rather than at the first evaluation.
+        from mask2former.data import SkippedSampleCounter, build_dataset_mapper, check_registered
 
-        return build_detection_train_loader(cfg, mapper=build_dataset_mapper(cfg, is_train=True))
+        check_registered(cfg.DATASETS.TEST, "DATASETS.TEST")
+        mapper = build_dataset_mapper(cfg, is_train=True)
+        return SkippedSampleCounter(build_detection_train_loader(cfg, mapper=mapper))
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> Iterable[Any]:
         # detectron2's default DatasetMapper(cfg, is_train=False): read + ResizeShortestEdge
         # (INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST); evaluators read the ground truth from files.
+        from mask2former.data import check_registered
+
+        check_registered([dataset_name], "DATASETS.TEST")
         return build_detection_test_loader(cfg, dataset_name)
 
     @classmethod
