@@ -168,6 +168,7 @@ class InstanceSegEvaluator(COCOEvaluator):
         self._unmap_category_ids(coco_results)
 
         if self._output_dir:
+            PathManager.mkdirs(self._output_dir)  # not made yet when no image was processed
             file_path = os.path.join(self._output_dir, "coco_instances_results.json")
             self._logger.info(f"Saving results to {file_path}")
             with PathManager.open(file_path, "w") as f:
