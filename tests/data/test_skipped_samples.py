@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from detectron2.data import build_detection_train_loader
 from detectron2.data.samplers import TrainingSampler
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage, JSONWriter
 from PIL import Image
 
@@ -121,7 +122,7 @@ def test_trainer_writes_skip_counts_to_metrics_json(
     if name not in DatasetCatalog.list():
         records = DatasetCatalog.get(coco_instance_dataset)
         missing = dict(records[0], file_name=str(tmp_path / "missing.jpg"), image_id=-1)
-        DatasetCatalog.register(name, lambda: records + [missing] * 2)
+        DatasetCatalog.register(name, lambda: records + [missing] * 5)
         metadata = MetadataCatalog.get(coco_instance_dataset).as_dict()
         metadata.pop("name")
         MetadataCatalog.get(name).set(**metadata)
@@ -134,10 +135,11 @@ def test_trainer_writes_skip_counts_to_metrics_json(
         + ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", "()", "SOLVER.IMS_PER_BATCH", "2"]
         + ["INPUT.IMAGE_SIZE", "64", "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "256"],
     )
+    seed_all_rng(0)  # the training sampler's seed
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()
     lines = (tmp_path / "run" / "metrics.json").read_text().splitlines()
     last = json.loads(lines[-1])
     assert last["iteration"] == 2 and "total_loss" in last
-    assert last["data/skipped_missing_file"] >= 1
+    assert last["data/skipped_missing_file"] >= 1  # 6 with this seed and detectron2's sampler
