@@ -152,8 +152,10 @@ def map_or_skip(
     try:
         mapped = map_sample(dataset_dict)
     except SkippableSampleError as error:
-        file_name = error.file_name or dataset_dict.get("file_name") or str(dataset_dict)
-        _PENDING.skip(error, str(file_name))
+        # The sample is named by its image (a video by its faulty frame); the message names the
+        # file at fault (e.g. a label map).
+        sample = dataset_dict.get("file_name") or error.file_name or str(dataset_dict)
+        _PENDING.skip(error, str(sample))
         return None
     return _PENDING.attach(mapped)
 
