@@ -15,13 +15,15 @@ would hide it. In inference mode nothing is skipped: every fault is an error nam
 How a skip travels (data-loader workers are other processes, without the trainer's
 ``EventStorage``): the mapper, in whatever process it runs, catches a
 :class:`SkippableSampleError`, returns None (detectron2's ``MapDataset`` then maps another
-sample) and keeps the event; the next sample it returns carries the pending events under
-:data:`BAD_SAMPLES_KEY`. In the training process, :class:`SkippedSampleCounter` (wrapping the
-train loader) removes that key from every batch, logs each event with its file, and puts the
-running totals as scalars ``data/skipped_<reason>`` (samples) and ``data/dropped_<reason>``
-(objects) into detectron2's current ``EventStorage``, which the trainer's ``JSONWriter`` writes
-to ``metrics.json``. A mapper that skips :data:`MAX_CONSECUTIVE_SKIPS` samples in a row raises
-instead: the dataset as a whole is broken (e.g. a wrong root), and skipping on would never end.
+sample), logs the event with its file and keeps it; the next sample it returns carries the
+pending events under :data:`BAD_SAMPLES_KEY`. In the training process,
+:class:`SkippedSampleCounter` (wrapping the train loader) removes that key from every batch, logs
+the running totals when they change and puts them as scalars ``data/skipped_<reason>``
+(samples) and ``data/dropped_<reason>`` (objects) into detectron2's current ``EventStorage``,
+which the trainer's ``JSONWriter`` writes to ``metrics.json``. A mapper that skips
+:data:`MAX_CONSECUTIVE_SKIPS` samples in a row raises instead: the dataset as a whole is broken
+(e.g. a wrong root), and skipping on would never end; so does a training set whose every sample
+was skipped.
 """
 
 import logging
@@ -115,6 +117,7 @@ class _PendingEvents:
     def skip(self, error: SkippableSampleError, file_name: str) -> None:
         self.consecutive_skips += 1
         self.events.append(("skipped", error.reason, 1, file_name, str(error)))
+        logger.warning(f"Skipped training sample {file_name} ({error.reason}): {error}")
         if self.consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
             files = sorted({event[3] for event in self.events if event[0] == "skipped"})
             self.events, self.consecutive_skips = [], 0
@@ -141,6 +144,7 @@ def note_dropped_objects(reason: str, count: int, file_name: str, message: str) 
     ``data/dropped_<reason>``; ``message`` says why)."""
     if count:
         _PENDING.events.append(("dropped", reason, count, file_name, message))
+        logger.warning(f"Dropped {count} object(s) of {file_name} ({reason}): {message}")
 
 
 def map_or_skip(
@@ -170,9 +174,10 @@ def _current_storage() -> Any:
 
 class SkippedSampleCounter:
     """Wraps the train loader (an iterable of batches, each a list of mapped dicts): removes
-    :data:`BAD_SAMPLES_KEY` from the dicts, logs every event with its file, and keeps running
-    totals, put at each iteration (once there is one) as ``data/skipped_<reason>`` and
-    ``data/dropped_<reason>`` scalars in detectron2's current ``EventStorage``.
+    :data:`BAD_SAMPLES_KEY` from the dicts and keeps running totals, logged when they change and
+    put at each iteration (once there is one) as ``data/skipped_<reason>`` and
+    ``data/dropped_<reason>`` scalars in detectron2's current ``EventStorage``. (Each event is
+    logged with its file by the process that mapped the sample.)
 
     Attributes:
         totals: ``{"skipped_<reason>" or "dropped_<reason>": count}`` so far.
@@ -193,21 +198,35 @@ class SkippedSampleCounter:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[List[Dict[str, Any]]]:
-        for batch in self.loader:
-            for sample in batch:
-                if isinstance(sample, dict):
-                    self._count(sample.pop(BAD_SAMPLES_KEY, ()))
+        for batch in _no_exhaustion(self.loader):
+            events = [
+                event
+                for sample in batch
+                if isinstance(sample, dict)
+                for event in sample.pop(BAD_SAMPLES_KEY, ())
+            ]
+            for kind, reason, count, _, _ in events:
+                self.totals[f"{kind}_{reason}"] += count
+            if events:  # each event was logged with its file where it happened
+                logger.info(f"Bad training data so far: {dict(sorted(self.totals.items()))}")
             storage = _current_storage()
             if storage is not None:
                 for name, count in sorted(self.totals.items()):
                     storage.put_scalar(f"data/{name}", count, smoothing_hint=False)
             yield batch
 
-    def _count(self, events: Iterable[Event]) -> None:
-        for kind, reason, count, file_name, message in events:
-            self.totals[f"{kind}_{reason}"] += count
-            what = "training sample" if kind == "skipped" else f"{count} object(s) of"
-            logger.warning(
-                f"{kind.capitalize()} {what} {file_name}: {message} "
-                f"({kind} so far: {self.totals[f'{kind}_{reason}']} for {reason})"
-            )
+
+def _no_exhaustion(loader: Iterable[List[Dict[str, Any]]]) -> Iterator[List[Dict[str, Any]]]:
+    """The batches of ``loader``; when detectron2's ``MapDataset`` has tried every sample and
+    all were skipped (random.sample on its empty list of candidates), a RuntimeError that says
+    so."""
+    try:
+        yield from loader
+    except ValueError as error:
+        if "Sample larger than population" not in str(error):
+            raise
+        raise RuntimeError(
+            "Every training sample was skipped as bad (detectron2's MapDataset ran out of "
+            "samples to try): see the warnings naming the files, and the 'Bad data' section of "
+            "datasets/README.md"
+        ) from error

@@ -3,8 +3,9 @@
 broken as a whole stops training with an error instead of skipping forever."""
 
 import json
+import logging
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import numpy as np
 import pytest
@@ -69,7 +70,23 @@ def loader(records: List[Dict[str, Any]], num_workers: int) -> SkippedSampleCoun
     )
 
 
-def test_skips_from_worker_processes_reach_metrics_json(tmp_path: Path, caplog) -> None:
+@pytest.fixture()
+def log_txt(tmp_path: Path) -> Iterator[Path]:
+    """As detectron2's ``setup_logger``: the project's logger at INFO into a ``log.txt`` file
+    handler, which forked data-loader workers inherit."""
+    path = tmp_path / "log.txt"
+    handler = logging.FileHandler(path)
+    project_logger = logging.getLogger("mask2former")
+    level = project_logger.level
+    project_logger.addHandler(handler)
+    project_logger.setLevel(logging.INFO)
+    yield path
+    project_logger.removeHandler(handler)
+    project_logger.setLevel(level)
+    handler.close()
+
+
+def test_skips_from_worker_processes_reach_metrics_json(tmp_path: Path, log_txt: Path) -> None:
     records = dataset(tmp_path)
     train_loader = loader(records, num_workers=1)
     metrics = tmp_path / "metrics.json"
@@ -85,19 +102,32 @@ def test_skips_from_worker_processes_reach_metrics_json(tmp_path: Path, caplog) 
         writer = JSONWriter(str(metrics))
         writer.write()
         writer.close()
+    del batches  # stops the worker
     last = json.loads(metrics.read_text().splitlines()[-1])
     assert last["data/skipped_missing_file"] == train_loader.totals["skipped_missing_file"] >= 1
     assert (
         last["data/skipped_unreadable_file"] == train_loader.totals["skipped_unreadable_file"] >= 1
     )
+    log = log_txt.read_text()
     for bad in records[2:]:
-        assert bad["file_name"] in caplog.text  # each skipped file is named in the log
+        assert f"Skipped training sample {bad['file_name']}" in log  # logged by the worker
+    assert "Bad training data so far: {'skipped_missing_file'" in log  # by the main process
 
 
 def test_dataset_broken_as_a_whole_raises_instead_of_skipping_forever(tmp_path: Path) -> None:
     records = [record(str(tmp_path / f"missing{i}.jpg")) for i in range(MAX_CONSECUTIVE_SKIPS + 2)]
     with pytest.raises(RuntimeError, match=f"{MAX_CONSECUTIVE_SKIPS} training samples in a row"):
         next(iter(loader(records, num_workers=0)))
+
+
+def test_small_dataset_whose_every_sample_is_bad_is_an_error(tmp_path: Path, caplog) -> None:
+    """Fewer bad samples than MAX_CONSECUTIVE_SKIPS: detectron2's MapDataset runs out of
+    samples to try first; the error says why, and the log names each file."""
+    records = [record(str(tmp_path / f"missing{i}.jpg")) for i in range(3)]
+    with pytest.raises(RuntimeError, match="Every training sample was skipped as bad"):
+        next(iter(loader(records, num_workers=0)))
+    for bad in records:
+        assert f"Skipped training sample {bad['file_name']} (missing_file)" in caplog.text
 
 
 def test_counter_is_transparent_for_the_wrapped_loader() -> None:
