@@ -16,6 +16,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 from detectron2.projects.deeplab import add_deeplab_config
 
+from .config_errors import merge_config_file, merge_config_opts
 from .utils.detectron2_pin import check_detectron2_version
 
 __all__ = [
@@ -371,13 +372,17 @@ def build_config(config_file: str, opts: Sequence[str] = ()) -> CN:
     installed detectron2 is not the version this project is tested with.
 
     Raises:
-        ValueError: naming the key and value, for a value the model cannot run with.
+        KeyError: an unknown key, naming it, where it is set (the YAML file of the ``_BASE_``
+            chain, or ``opts``) and the closest existing keys.
+        ValueError: naming the key and value (and where it is set), for a value of the wrong type
+            or one the model cannot run with.
+        FileNotFoundError: ``config_file`` does not exist.
     """
     check_detectron2_version()
     cfg = default_config()
     if config_file:
-        cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
+        merge_config_file(cfg, config_file)
+    merge_config_opts(cfg, opts)
     validate_maskformer2_config(cfg)
     cfg.freeze()
     return cfg

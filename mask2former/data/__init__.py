@@ -2,7 +2,9 @@
 dataset mappers."""
 
 from . import datasets  # noqa: F401  (registers the builtin datasets)
+from .bad_samples import SkippedSampleCounter
 from .datasets import (
+    check_registered,
     register_instance_dataset,
     register_panoptic_dataset,
     register_semantic_dataset,
@@ -12,8 +14,10 @@ from .mappers import DATASET_MAPPER_REGISTRY, build_dataset_mapper, build_video_
 
 __all__ = [
     "DATASET_MAPPER_REGISTRY",
+    "SkippedSampleCounter",
     "build_dataset_mapper",
     "build_video_dataset_mapper",
+    "check_registered",
     "register_instance_dataset",
     "register_panoptic_dataset",
     "register_semantic_dataset",

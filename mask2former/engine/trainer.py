@@ -7,8 +7,9 @@ detectron2 object is used):
 - ``DefaultTrainer.__init__`` builds everything (model, optimizer, data, DDP, the training loop,
   LR scheduler, checkpointer with the trainer's state, hooks) through the documented classmethods
   overridden below: the train mapper comes from ``mask2former.data.mappers.registry``
-  (``INPUT.DATASET_MAPPER_NAME``); the test loader is detectron2's default ``DatasetMapper``
-  (resize only), as in the official code; evaluators come from
+  (``INPUT.DATASET_MAPPER_NAME``), wrapped to count skipped bad samples in ``metrics.json``; the
+  test loader maps with its inference mode (resize only, as detectron2's default
+  ``DatasetMapper`` of the official code); evaluators come from
   ``mask2former.evaluation.build_evaluator`` (by the dataset's ``evaluator_type``); optimizer and
   schedule from ``mask2former.solver``.
 - precision: ``SOLVER.AMP.{ENABLED,DTYPE}`` keep detectron2's own loops (``AMPTrainer`` on CUDA,
@@ -137,15 +138,25 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode) -> Iterable[Any]:
-        from mask2former.data.mappers.registry import build_dataset_mapper
+        # Bad samples the mapper skips are counted in metrics.json (data/skipped_<reason>); the
+        # test datasets are checked now rather than at the first evaluation.
+        from mask2former.data import SkippedSampleCounter, build_dataset_mapper, check_registered
 
-        return build_detection_train_loader(cfg, mapper=build_dataset_mapper(cfg, is_train=True))
+        check_registered(cfg.DATASETS.TEST, "DATASETS.TEST")
+        mapper = build_dataset_mapper(cfg, is_train=True)
+        return SkippedSampleCounter(build_detection_train_loader(cfg, mapper=mapper))
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> Iterable[Any]:
-        # detectron2's default DatasetMapper(cfg, is_train=False): read + ResizeShortestEdge
-        # (INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST); evaluators read the ground truth from files.
-        return build_detection_test_loader(cfg, dataset_name)
+        # The inference mode of the dataset mappers: what detectron2's default DatasetMapper(cfg,
+        # is_train=False) of the official code does (read + ResizeShortestEdge of
+        # INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST), with errors naming a missing or truncated image;
+        # evaluators read the ground truth from files.
+        from mask2former.data import build_dataset_mapper, check_registered
+
+        check_registered([dataset_name], "DATASETS.TEST")
+        mapper = build_dataset_mapper(cfg, is_train=False)
+        return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
 
     @classmethod
     def build_evaluator(

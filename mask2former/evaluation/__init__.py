@@ -2,7 +2,9 @@
 
 from . import evaluator_factories  # noqa: F401  (registers the built-in evaluator factories)
 from .instance_evaluation import InstanceSegEvaluator, fast_coco_eval_available
+from .panoptic_evaluation import PanopticSegEvaluator
 from .registry import EVALUATOR_REGISTRY, EvaluatorFactory, build_evaluator
+from .semantic_evaluation import SemanticSegEvaluator
 from .ytvis_eval import YTVISEvalResult, evaluate_ytvis
 from .ytvis_evaluation import YTVISEvaluator, video_output_to_ytvis_results
 
@@ -10,6 +12,8 @@ __all__ = [
     "EVALUATOR_REGISTRY",
     "EvaluatorFactory",
     "InstanceSegEvaluator",
+    "PanopticSegEvaluator",
+    "SemanticSegEvaluator",
     "YTVISEvalResult",
     "YTVISEvaluator",
     "build_evaluator",

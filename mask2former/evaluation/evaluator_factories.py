@@ -3,9 +3,15 @@
 The choice of evaluators per ``evaluator_type`` follows the official Mask2Former ``train_net.py``
 (facebookresearch/Mask2Former). Types whose datasets get one evaluator are a table
 (``SINGLE_EVALUATORS``). A panoptic model reports PQ, AP and mIoU in one pass: panoptic types get
-COCOPanopticEvaluator (``PANOPTIC_ON``), a semantic evaluator (``SEMANTIC_ON`` and the dataset has
+a PQ evaluator (``PANOPTIC_ON``), a semantic evaluator (``SEMANTIC_ON`` and the dataset has
 semantic ground truth) and an instance evaluator (``INSTANCE_ON`` and the dataset has instance
 ground truth), each picked from a per-family table.
+
+Where the official code uses detectron2's ``COCOEvaluator``, ``COCOPanopticEvaluator`` and
+``SemSegEvaluator``, these use their subclasses :class:`InstanceSegEvaluator`,
+:class:`PanopticSegEvaluator` and :class:`SemanticSegEvaluator`: the same metrics, and 0 instead
+of NaN or a crash when there is nothing to score (no prediction, a model that predicts only "no
+object", a category group absent).
 """
 
 import logging
@@ -17,16 +23,15 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import (
     CityscapesInstanceEvaluator,
     CityscapesSemSegEvaluator,
-    COCOEvaluator,
-    COCOPanopticEvaluator,
     DatasetEvaluator,
     LVISEvaluator,
-    SemSegEvaluator,
 )
 from detectron2.utils import comm
 
-from .instance_evaluation import InstanceSegEvaluator, fast_coco_eval_available
+from .instance_evaluation import InstanceSegEvaluator
+from .panoptic_evaluation import PanopticSegEvaluator
 from .registry import EVALUATOR_REGISTRY, EvaluatorFactory
+from .semantic_evaluation import SemanticSegEvaluator
 
 __all__ = ["PanopticCompanions", "PANOPTIC_COMPANIONS", "SINGLE_EVALUATORS"]
 
@@ -34,13 +39,7 @@ logger = logging.getLogger(__name__)
 
 
 def _sem_seg(dataset_name: str, output_dir: str) -> DatasetEvaluator:
-    return SemSegEvaluator(dataset_name, distributed=True, output_dir=output_dir)
-
-
-def _coco(dataset_name: str, output_dir: str) -> DatasetEvaluator:
-    return COCOEvaluator(
-        dataset_name, output_dir=output_dir, use_fast_impl=fast_coco_eval_available()
-    )
+    return SemanticSegEvaluator(dataset_name, distributed=True, output_dir=output_dir)
 
 
 def _instance_seg(dataset_name: str, output_dir: str) -> DatasetEvaluator:
@@ -77,10 +76,10 @@ EvaluatorBuilder = Callable[[str, str], DatasetEvaluator]
 SINGLE_EVALUATORS: Dict[Tuple[str, ...], EvaluatorBuilder] = {
     # Semantic datasets (ADE20K-150/-full, COCO-stuff, Mapillary semantic): mIoU.
     ("sem_seg",): _sem_seg,
-    # Datasets registered with register_coco_instances (contiguous thing ids): AP.
-    ("coco",): _coco,
-    # Instance datasets whose contiguous thing ids are a subset of all classes: AP.
-    ("ade20k_instance", "mapillary_vistas_instance"): _instance_seg,
+    # COCO-format instance datasets: those registered with register_coco_instances (contiguous
+    # thing ids; detectron2's COCOEvaluator in the official code) and those whose contiguous
+    # thing ids are a subset of all classes: AP.
+    ("coco", "ade20k_instance", "mapillary_vistas_instance"): _instance_seg,
     # LVIS (needs the lvis package): AP.
     ("lvis",): _lvis,
     # Cityscapes with the official cityscapesScripts: AP, mIoU.
@@ -118,8 +117,7 @@ class PanopticCompanions:
 
 
 PANOPTIC_COMPANIONS: Dict[str, PanopticCompanions] = {
-    "coco_panoptic_seg": PanopticCompanions(_sem_seg, "sem_seg_root", _coco, "json_file"),
-    # ADE20K / Mapillary thing ids are not contiguous among all classes: InstanceSegEvaluator.
+    "coco_panoptic_seg": PanopticCompanions(_sem_seg, "sem_seg_root", _instance_seg, "json_file"),
     "ade20k_panoptic_seg": PanopticCompanions(_sem_seg, "sem_seg_root", _instance_seg, "json_file"),
     "mapillary_vistas_panoptic_seg": PanopticCompanions(
         _sem_seg, "sem_seg_root", _instance_seg, "json_file"
@@ -155,7 +153,7 @@ def panoptic_evaluators(cfg: CfgNode, dataset_name: str, output_dir: str) -> Lis
                     f"MODEL.MASK_FORMER.TEST.PANOPTIC_ON is set but dataset {dataset_name!r} has "
                     f"no {key!r} metadata for COCOPanopticEvaluator"
                 )
-        evaluators.append(COCOPanopticEvaluator(dataset_name, output_dir))
+        evaluators.append(PanopticSegEvaluator(dataset_name, output_dir))
     if test.SEMANTIC_ON:
         if _has_semantic_ground_truth(dataset_name, companions.semantic_metadata):
             evaluators.append(companions.semantic(dataset_name, output_dir))

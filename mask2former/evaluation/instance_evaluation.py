@@ -1,21 +1,34 @@
-"""COCO-style instance evaluation for datasets whose thing ids are not contiguous.
+"""COCO-style instance evaluation (AP) for every COCO-format instance dataset.
 
 Adapted from the official Mask2Former ``InstanceSegEvaluator`` (facebookresearch/Mask2Former,
-``mask2former/evaluation/instance_evaluation.py``), itself a modified detectron2 ``COCOEvaluator``.
+``mask2former/evaluation/instance_evaluation.py``), itself a modified detectron2 ``COCOEvaluator``:
+thing ids need not be contiguous, and (ours) a model with no prediction at all scores 0, not NaN
+(detectron2 reports NaN then, since pycocotools cannot load an empty result list).
 """
 
+import contextlib
+import copy
+import io
 import itertools
 import json
 import os
+from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence
 
 from detectron2.data import Metadata
 from detectron2.evaluation import COCOEvaluator
 from detectron2.evaluation.coco_evaluation import _evaluate_predictions_on_coco
+from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
+from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-__all__ = ["InstanceSegEvaluator", "fast_coco_eval_available", "unmap_category_ids"]
+__all__ = [
+    "InstanceSegEvaluator",
+    "evaluate_without_predictions",
+    "fast_coco_eval_available",
+    "unmap_category_ids",
+]
 
 
 def fast_coco_eval_available() -> bool:
@@ -48,16 +61,44 @@ def unmap_category_ids(results: List[Dict[str, Any]], metadata: Metadata) -> Non
         result["category_id"] = reverse_id_mapping[category_id]
 
 
-class InstanceSegEvaluator(COCOEvaluator):
-    """COCO AP (segm and bbox) for datasets such as ADE20K or Mapillary Vistas panoptic.
+def evaluate_without_predictions(
+    coco_gt: COCO, iou_type: str, img_ids: Optional[Sequence[int]] = None
+) -> COCOeval:
+    """Summarized ``COCOeval`` of ``coco_gt`` against no prediction at all: every AP / AR that
+    the ground truth defines is 0 (-1 where it has no object, as with any prediction)."""
+    coco_dt = COCO()
+    coco_dt.dataset = {
+        "images": list(coco_gt.dataset.get("images", [])),
+        "categories": copy.deepcopy(coco_gt.dataset.get("categories", [])),
+        "annotations": [],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_dt.createIndex()
+    coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
+    if img_ids is not None:
+        coco_eval.params.imgIds = list(img_ids)
+    coco_eval.evaluate()
+    coco_eval.accumulate()
+    coco_eval.summarize()
+    return coco_eval
 
-    Their ``thing_dataset_id_to_contiguous_id`` maps thing ids to contiguous ids among *all*
-    classes (things and stuff), so the contiguous thing ids are not ``0..T-1`` and detectron2's
-    ``COCOEvaluator`` rejects them. This evaluator only requires each predicted id to be in the
-    map, and maps it back to the dataset id through the reverse map.
+
+class InstanceSegEvaluator(COCOEvaluator):
+    """COCO AP (segm and bbox) for COCO-format instance datasets: detectron2's ``COCOEvaluator``
+    with two differences.
+
+    - Thing ids need not be contiguous: for datasets such as ADE20K or Mapillary Vistas
+      panoptic, ``thing_dataset_id_to_contiguous_id`` maps thing ids to contiguous ids among
+      *all* classes (things and stuff), so they are not ``0..T-1`` and detectron2's evaluator
+      rejects them. This one only requires each predicted id to be in the map, and maps it back
+      to the dataset id through the reverse map.
+    - No prediction at all (images processed but nothing predicted, e.g. a model that predicts
+      only "no object", or no image processed) scores 0 wherever the ground truth defines a
+      number, as a model that missed everything (detectron2: NaN, or no result).
 
     The tasks are inferred from the predictions unless given: "bbox" always (the model returns
-    boxes from its masks), "segm" when predictions carry masks.
+    boxes from its masks), "segm" when predictions carry masks; without predictions, "segm" when
+    the ground truth has masks.
     """
 
     def __init__(
@@ -87,6 +128,20 @@ class InstanceSegEvaluator(COCOEvaluator):
             allow_cached_coco=allow_cached_coco,
         )
 
+    def evaluate(self, img_ids: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+        """detectron2's evaluation; when no image at all was processed, the metrics of no
+        prediction (0) instead of an empty result."""
+        results = super().evaluate(img_ids)
+        if results or not comm.is_main_process() or not self._do_evaluation:
+            return results
+        self._results = OrderedDict()
+        self._eval_predictions([], img_ids)
+        return copy.deepcopy(self._results)
+
+    def _tasks_without_predictions(self) -> List[str]:
+        has_masks = any("segmentation" in a for a in self._coco_api.dataset.get("annotations", []))
+        return ["bbox", "segm"] if has_masks else ["bbox"]
+
     def _unmap_category_ids(self, coco_results: List[Dict[str, Any]]) -> None:
         """Replace each result's contiguous ``category_id`` by the dataset id, in place."""
         unmap_category_ids(coco_results, self._metadata)
@@ -104,10 +159,16 @@ class InstanceSegEvaluator(COCOEvaluator):
         """
         self._logger.info("Preparing results for COCO format ...")
         coco_results = list(itertools.chain(*[x["instances"] for x in predictions]))
-        tasks = self._tasks or self._tasks_from_predictions(coco_results)
+        if self._tasks:
+            tasks = self._tasks
+        elif coco_results:
+            tasks = self._tasks_from_predictions(coco_results)
+        else:
+            tasks = self._tasks_without_predictions() if self._do_evaluation else ["bbox"]
         self._unmap_category_ids(coco_results)
 
         if self._output_dir:
+            PathManager.mkdirs(self._output_dir)  # not made yet when no image was processed
             file_path = os.path.join(self._output_dir, "coco_instances_results.json")
             self._logger.info(f"Saving results to {file_path}")
             with PathManager.open(file_path, "w") as f:
@@ -125,8 +186,11 @@ class InstanceSegEvaluator(COCOEvaluator):
         for task in sorted(tasks):
             if task not in {"bbox", "segm", "keypoints"}:
                 raise ValueError(f"Unknown COCO task {task!r}")
-            coco_eval = (
-                _evaluate_predictions_on_coco(
+            if not coco_results:  # pycocotools cannot load an empty result list
+                self._logger.warning(f"No {task} predictions: every {task} metric is 0")
+                coco_eval = evaluate_without_predictions(self._coco_api, task, img_ids)
+            else:
+                coco_eval = _evaluate_predictions_on_coco(
                     self._coco_api,
                     coco_results,
                     task,
@@ -135,9 +199,6 @@ class InstanceSegEvaluator(COCOEvaluator):
                     img_ids=img_ids,
                     max_dets_per_image=self._max_dets_per_image,
                 )
-                if len(coco_results) > 0
-                else None  # cocoapi does not handle empty results well
-            )
             self._results[task] = self._derive_coco_results(
                 coco_eval, task, class_names=self._metadata.get("thing_classes")
             )

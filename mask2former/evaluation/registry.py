@@ -11,9 +11,11 @@ import os
 from typing import Callable, List, Optional
 
 from detectron2.config import CfgNode
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator, DatasetEvaluators
 from detectron2.utils.registry import Registry
+
+from ..data.datasets.lookup import check_registered
 
 __all__ = ["EVALUATOR_REGISTRY", "EvaluatorFactory", "build_evaluator"]
 
@@ -67,13 +69,12 @@ def build_evaluator(
         (e.g. COCO panoptic: PQ + mIoU + AP in one pass).
 
     Raises:
-        KeyError: the dataset is not registered.
+        KeyError: the dataset is not registered (the message lists the close names).
         ValueError: the dataset has no ``evaluator_type`` metadata.
         NotImplementedError: no factory for its ``evaluator_type``, or the config switches every
             metric of the dataset off (detectron2's ``DefaultTrainer.test`` skips such datasets).
     """
-    if dataset_name not in DatasetCatalog.list():
-        raise KeyError(f"Dataset {dataset_name!r} is not registered in detectron2's DatasetCatalog")
+    check_registered([dataset_name], "evaluated dataset")
     if output_dir is None:
         output_dir = os.path.join(cfg.OUTPUT_DIR, "inference")
     evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type")

@@ -9,16 +9,15 @@ from detectron2.data.datasets import register_coco_instances
 from detectron2.evaluation import (
     CityscapesInstanceEvaluator,
     CityscapesSemSegEvaluator,
-    COCOEvaluator,
-    COCOPanopticEvaluator,
     DatasetEvaluator,
     DatasetEvaluators,
-    SemSegEvaluator,
 )
 
 from mask2former.evaluation import (
     EVALUATOR_REGISTRY,
     InstanceSegEvaluator,
+    PanopticSegEvaluator,
+    SemanticSegEvaluator,
     YTVISEvaluator,
     build_evaluator,
     evaluator_factories,
@@ -153,20 +152,22 @@ class FakeLVISEvaluator(DatasetEvaluator):
         self.dataset_name, self.output_dir = dataset_name, output_dir
 
 
-# evaluator_type -> evaluators with SEMANTIC_ON, INSTANCE_ON and PANOPTIC_ON all set.
+# evaluator_type -> evaluators with SEMANTIC_ON, INSTANCE_ON and PANOPTIC_ON all set. Where the
+# official code uses detectron2's COCOEvaluator, COCOPanopticEvaluator and SemSegEvaluator, these
+# are their subclasses (InstanceSegEvaluator, PanopticSegEvaluator, SemanticSegEvaluator).
 EXPECTED_ALL_ON = {
-    "coco": [COCOEvaluator],
-    "sem_seg": [SemSegEvaluator],
+    "coco": [InstanceSegEvaluator],
+    "sem_seg": [SemanticSegEvaluator],
     "ade20k_instance": [InstanceSegEvaluator],
     "mapillary_vistas_instance": [InstanceSegEvaluator],
     "lvis": [FakeLVISEvaluator],
     "cityscapes_instance": [CityscapesInstanceEvaluator],
     "cityscapes_sem_seg": [CityscapesSemSegEvaluator],
-    "coco_panoptic_seg": [COCOPanopticEvaluator, SemSegEvaluator, COCOEvaluator],
-    "ade20k_panoptic_seg": [COCOPanopticEvaluator, SemSegEvaluator, InstanceSegEvaluator],
-    "mapillary_vistas_panoptic_seg": [COCOPanopticEvaluator],
+    "coco_panoptic_seg": [PanopticSegEvaluator, SemanticSegEvaluator, InstanceSegEvaluator],
+    "ade20k_panoptic_seg": [PanopticSegEvaluator, SemanticSegEvaluator, InstanceSegEvaluator],
+    "mapillary_vistas_panoptic_seg": [PanopticSegEvaluator],
     "cityscapes_panoptic_seg": [
-        COCOPanopticEvaluator,
+        PanopticSegEvaluator,
         CityscapesSemSegEvaluator,
         CityscapesInstanceEvaluator,
     ],
@@ -195,10 +196,10 @@ def test_dispatch_all_metrics_on(
 @pytest.mark.parametrize(
     "flags, expected",
     [
-        ((False, False, True), [COCOPanopticEvaluator]),
-        ((True, False, False), [SemSegEvaluator]),
-        ((False, True, False), [COCOEvaluator]),
-        ((True, True, False), [SemSegEvaluator, COCOEvaluator]),
+        ((False, False, True), [PanopticSegEvaluator]),
+        ((True, False, False), [SemanticSegEvaluator]),
+        ((False, True, False), [InstanceSegEvaluator]),
+        ((True, True, False), [SemanticSegEvaluator, InstanceSegEvaluator]),
     ],
 )
 def test_panoptic_companions_follow_the_test_flags(

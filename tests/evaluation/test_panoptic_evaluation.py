@@ -16,13 +16,18 @@ import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_panoptic
-from detectron2.evaluation import COCOEvaluator, COCOPanopticEvaluator, SemSegEvaluator
+from detectron2.evaluation import COCOPanopticEvaluator
 from detectron2.structures import BitMasks, Instances
 from evaluation_samples import encode_rle, one_hot_scores
 from panopticapi.utils import rgb2id
 from PIL import Image
 
-from mask2former.evaluation import build_evaluator
+from mask2former.evaluation import (
+    InstanceSegEvaluator,
+    PanopticSegEvaluator,
+    SemanticSegEvaluator,
+    build_evaluator,
+)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "samples" / "coco_panoptic"
 PANOPTIC_JSON = SAMPLE / "panoptic_examples.json"
@@ -94,7 +99,8 @@ def test_sample_has_things_stuff_and_crowd(panoptic_dataset: str) -> None:
 def test_ground_truth_scores_pq_100(make_cfg, panoptic_dataset: str, tmp_path: Path) -> None:
     cfg = make_cfg(semantic_on=False, panoptic_on=True)
     evaluator = build_evaluator(cfg, panoptic_dataset, output_dir=str(tmp_path))
-    assert type(evaluator) is COCOPanopticEvaluator
+    assert type(evaluator) is PanopticSegEvaluator
+    assert isinstance(evaluator, COCOPanopticEvaluator)
     res = evaluate(evaluator, ground_truth_as_predictions(panoptic_dataset))
     for key in ("PQ", "SQ", "RQ", "PQ_th", "PQ_st"):
         assert res[key] == pytest.approx(100.0, abs=1e-9), key
@@ -193,9 +199,9 @@ def test_pq_miou_and_ap_in_one_pass(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg(semantic_on=True, instance_on=True, panoptic_on=True)
     evaluator = build_evaluator(cfg, name, output_dir=str(tmp_path / "out"))
     assert [type(e) for e in evaluator._evaluators] == [
-        COCOPanopticEvaluator,
-        SemSegEvaluator,
-        COCOEvaluator,
+        PanopticSegEvaluator,
+        SemanticSegEvaluator,
+        InstanceSegEvaluator,
     ]
     num_classes = len(MetadataCatalog.get(name).stuff_classes)
     evaluator.reset()

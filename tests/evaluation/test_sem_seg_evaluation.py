@@ -20,7 +20,7 @@ from evaluation_samples import (
 )
 from PIL import Image
 
-from mask2former.evaluation import build_evaluator
+from mask2former.evaluation import SemanticSegEvaluator, build_evaluator
 
 NUM_CLASSES = ADE_NUM_CLASSES
 IGNORE = IGNORE_LABEL
@@ -72,7 +72,8 @@ def test_prepared_labels_shift_and_ignore() -> None:
 
 def test_ground_truth_scores_100(make_cfg, ade_dataset: str, tmp_path: Path) -> None:
     evaluator = build_evaluator(make_cfg(), ade_dataset, output_dir=str(tmp_path))
-    assert type(evaluator) is SemSegEvaluator
+    assert type(evaluator) is SemanticSegEvaluator
+    assert isinstance(evaluator, SemSegEvaluator)
     res, ref = run(evaluator, ade_dataset, lambda gt: gt)
     assert len(DatasetCatalog.get(ade_dataset)) == 3
     assert res["mIoU"] == pytest.approx(100.0) and ref["mIoU"] == pytest.approx(100.0)

@@ -138,6 +138,25 @@ def test_zero_predictions_score_zero(golden_dataset: str, tmp_path: Path) -> Non
     assert json.loads((tmp_path / "results.json").read_text()) == []
 
 
+def test_only_no_object_outputs_score_zero_through_the_registry(
+    golden_dataset: str, tmp_path: Path
+) -> None:
+    """A video model that predicts only "no object" returns empty lists for every video."""
+    from detectron2.config import get_cfg
+
+    cfg = get_cfg()
+    add_maskformer2_video_config(cfg)
+    cfg.OUTPUT_DIR = str(tmp_path)
+    evaluator = build_evaluator(cfg, golden_dataset)
+    assert isinstance(evaluator, YTVISEvaluator)
+    outputs = _model_outputs([], [])  # per video: empty scores, labels and masks
+    assert all(output["pred_masks"] == [] for _, output in outputs)
+    segm = _run(evaluator, outputs)["segm"]
+    for name in METRICS:
+        assert segm[name] == 0.0, name
+    assert all(segm[f"AP-class{k}"] == 0.0 for k in range(1, 7))
+
+
 def test_evaluator_gathers_across_processes(
     golden_dataset: str, golden_predictions: List, monkeypatch: pytest.MonkeyPatch
 ) -> None:

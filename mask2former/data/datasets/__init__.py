@@ -9,6 +9,7 @@ from .builtin import register_all_builtin
 from .builtin_video import register_all_video_builtin
 from .dataset_root import RootRelativeMetadata, dataset_root
 from .loaders import load_panoptic_json, load_semantic_dataset
+from .lookup import check_registered
 from .register import (
     panoptic_metadata,
     register_instance_dataset,
@@ -21,6 +22,7 @@ from .ytvis import load_ytvis_json, register_ytvis_instances, ytvis_metadata
 
 __all__ = [
     "RootRelativeMetadata",
+    "check_registered",
     "dataset_root",
     "load_panoptic_json",
     "load_semantic_dataset",

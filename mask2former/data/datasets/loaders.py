@@ -134,7 +134,14 @@ def load_instance_json(json_file: str, image_root: str, dataset_name: str) -> Li
     Returns:
         Dicts with ``file_name``, ``height``, ``width``, ``image_id``, ``annotations``
         (``bbox``, ``segmentation``, contiguous ``category_id``, ``iscrowd``).
+
+    Raises:
+        ValueError: naming the json, for a KeyError of ``load_coco_json`` (e.g. an annotation
+            whose ``category_id`` is not among the json's categories).
     """
     if not PathManager.isfile(json_file):
         raise _missing("Instances json", json_file)
-    return load_coco_json(json_file, image_root, dataset_name)
+    try:
+        return load_coco_json(json_file, image_root, dataset_name)
+    except KeyError as error:  # e.g. an annotation's category_id not among the categories
+        raise ValueError(f"Instances json {json_file!r} cannot be loaded: {error}") from error

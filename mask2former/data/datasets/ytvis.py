@@ -98,6 +98,18 @@ def _frame_object(
     return obj
 
 
+def _check_mask_sizes(annotation: Dict, video: Dict, json_file: str) -> None:
+    """Raise when an RLE mask of the track is not the video's size (polygons have no size)."""
+    expected = [video["height"], video["width"]]
+    for frame, segm in enumerate(annotation.get("segmentations") or []):
+        if isinstance(segm, dict) and [int(v) for v in segm["size"]] != expected:
+            raise ValueError(
+                f"Annotation {annotation.get('id')} of {json_file!r} has a mask of size "
+                f"{list(segm['size'])} (HxW) in frame {frame} of video {video['id']}, whose "
+                f"size is {expected}"
+            )
+
+
 def load_ytvis_json(
     json_file: str,
     image_root: str,
@@ -151,6 +163,8 @@ def load_ytvis_json(
                 f"Video {video['id']} of {json_file!r} has length {length} but only "
                 f"{len(video['file_names'])} file_names"
             )
+        for annotation in tracks[video["id"]]:
+            _check_mask_sizes(annotation, video, json_file)
         frames = [
             [
                 obj

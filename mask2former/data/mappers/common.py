@@ -1,6 +1,7 @@
 # Copyright (c) the mask2former authors.
 """What every mapper shares: the base class (constructor arguments, reading the image, the
-inference-mode mapping, the check of the annotation keys) and the config helpers."""
+inference-mode mapping, the check of the annotation keys, skipping bad training samples) and the
+config helpers."""
 
 import copy
 import logging
@@ -9,10 +10,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 from detectron2.config import CfgNode, configurable
 from detectron2.data import Metadata, MetadataCatalog
-from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from fvcore.transforms.transform import Transform
 
+from ..bad_samples import map_or_skip
+from ..datasets.lookup import check_registered
+from ..image_io import check_image_size, read_image
 from .targets import image_to_tensor
 
 __all__ = [
@@ -37,10 +40,15 @@ def read_image_checked(
     dataset_dict: Dict[str, Any], image_format: str
 ) -> Tuple[Dict[str, Any], np.ndarray]:
     """Deep copy of ``dataset_dict`` (the mapper edits it) and its image ``[H, W, C]`` uint8,
-    checked against the dict's ``height``/``width`` when present."""
+    checked against the dict's ``height``/``width`` when present.
+
+    Raises:
+        MissingFileError, UnreadableFileError: see :func:`mask2former.data.image_io.read_image`.
+        SizeMismatchError: the image's size is not the dict's.
+    """
     dataset_dict = copy.deepcopy(dataset_dict)
-    image = utils.read_image(dataset_dict["file_name"], format=image_format)
-    utils.check_image_size(dataset_dict, image)
+    image = read_image(dataset_dict["file_name"], format=image_format)
+    check_image_size(dataset_dict, image)
     return dataset_dict, image
 
 
@@ -90,7 +98,13 @@ def mapper_config(
             :func:`inference_augmentations`).
         classes_key: metadata list whose length is ``num_classes`` (e.g. "stuff_classes"); None
             when there is no training dataset or it has no such list.
+
+    Raises:
+        KeyError: in training, a name of DATASETS.TRAIN is not registered (the message lists the
+            close names).
     """
+    if is_train:
+        check_registered(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
     meta = _training_dataset(cfg)
     classes = meta.get(classes_key) if meta is not None else None
     return {
@@ -108,6 +122,11 @@ class DatasetMapperBase:
     training mode it checks that the dict has the keys of :attr:`required_keys` and returns
     :meth:`map_for_training`, which subclasses implement. Subclasses also give the
     ``from_config`` classmethod and may take further constructor arguments.
+
+    Bad data (see :mod:`mask2former.data.bad_samples`): in training, a sample whose files are
+    missing or unreadable, or that has nothing to learn from (crowd-only, no labelled pixel),
+    makes ``__call__`` return None (detectron2's ``MapDataset`` maps another one) and is counted;
+    in inference it is an error naming the file. Other faults are errors naming the file.
     """
 
     # Keys a training dict must have; a missing one is an error naming the image.
@@ -127,7 +146,7 @@ class DatasetMapperBase:
             is_train: training (augment, build targets) or inference mapping.
             augmentations: applied in order to the image and its annotations (inference: the
                 test-time resize).
-            image_format: format for ``detection_utils.read_image`` (e.g. "RGB").
+            image_format: format for :func:`~mask2former.data.image_io.read_image` (e.g. "RGB").
             num_classes: class ids must lie in ``[0, num_classes)`` (or be the ignore label);
                 None skips the check.
         """
@@ -138,16 +157,20 @@ class DatasetMapperBase:
         mode = "training" if is_train else "inference"
         logger.info(f"[{type(self).__name__}] augmentations in {mode}: {augmentations}")
 
-    def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
-        dataset_dict, image = read_image_checked(dataset_dict, self.image_format)
+    def __call__(self, dataset_dict: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         if not self.is_train:
+            dataset_dict, image = read_image_checked(dataset_dict, self.image_format)
             return map_for_inference(dataset_dict, image, self.augmentations)
+        return map_or_skip(self._map_training_sample, dataset_dict)
+
+    def _map_training_sample(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         for key in self.required_keys:
             if key not in dataset_dict:
                 raise ValueError(
                     f"{type(self).__name__} needs {key!r} in the dataset dict of "
                     f"{dataset_dict['file_name']!r}"
                 )
+        dataset_dict, image = read_image_checked(dataset_dict, self.image_format)
         return self.map_for_training(dataset_dict, image)
 
     def map_for_training(self, dataset_dict: Dict[str, Any], image: np.ndarray) -> Dict[str, Any]:

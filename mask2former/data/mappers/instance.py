@@ -12,7 +12,13 @@ from detectron2.data import transforms as T
 from .common import DatasetMapperBase
 from .registry import DATASET_MAPPER_REGISTRY
 from .semantic import semantic_mapper_config
-from .targets import annotation_masks, build_instances, pad_bottom_right, padded_image
+from .targets import (
+    annotation_masks,
+    build_instances,
+    pad_bottom_right,
+    padded_image,
+    training_objects,
+)
 
 __all__ = ["MaskFormerInstanceDatasetMapper"]
 
@@ -45,17 +51,16 @@ class MaskFormerInstanceDatasetMapper(DatasetMapperBase):
         return semantic_mapper_config(cfg, is_train, "thing_classes", category_area_crop=False)
 
     def map_for_training(self, dataset_dict: Dict[str, Any], image: np.ndarray) -> Dict[str, Any]:
+        file_name = dataset_dict["file_name"]
+        objects = training_objects(dataset_dict.pop("annotations"), image.shape[:2], file_name)
         aug_input = T.AugInput(image)
         transforms = T.AugmentationList(self.augmentations)(aug_input)
         image = aug_input.image
         annotations = [
             utils.transform_instance_annotations(annotation, transforms, image.shape[:2])
-            for annotation in dataset_dict.pop("annotations")
-            if not annotation.get("iscrowd", 0)
+            for annotation in objects
         ]
-        classes, masks = annotation_masks(
-            annotations, image.shape[:2], self.num_classes, dataset_dict["file_name"]
-        )
+        classes, masks = annotation_masks(annotations, image.shape[:2], self.num_classes, file_name)
         image = padded_image(image, self.size_divisibility)  # [3, H, W]
         masks = [pad_bottom_right(m, self.size_divisibility, 0) for m in masks]
         dataset_dict["image"] = image

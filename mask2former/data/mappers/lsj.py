@@ -13,17 +13,20 @@ from detectron2.data import transforms as T
 from detectron2.structures import Boxes, Instances
 
 from ...utils.boxes import masks_to_boxes
+from ..panoptic_format import rgb_to_id
 from .augmentations import build_lsj_augmentations
 from .common import Augmentations, DatasetMapperBase, mapper_config
 from .registry import DATASET_MAPPER_REGISTRY
 from .targets import (
     annotation_masks,
     build_instances,
+    check_panoptic_segments,
     image_to_tensor,
     panoptic_ids,
     panoptic_targets,
     read_panoptic_ids,
     read_semantic_labels,
+    training_objects,
 )
 
 __all__ = ["COCOInstanceNewBaselineDatasetMapper", "COCOPanopticNewBaselineDatasetMapper"]
@@ -66,6 +69,8 @@ class COCOInstanceNewBaselineDatasetMapper(DatasetMapperBase):
         return _lsj_config(cfg, is_train, "thing_classes")
 
     def map_for_training(self, dataset_dict: Dict[str, Any], image: np.ndarray) -> Dict[str, Any]:
+        file_name = dataset_dict["file_name"]
+        objects = training_objects(dataset_dict.pop("annotations", []), image.shape[:2], file_name)
         valid = np.ones(image.shape[:2], dtype=np.uint8)
         image, transforms = T.apply_transform_gens(self.augmentations, image)
         image_shape = image.shape[:2]
@@ -75,12 +80,9 @@ class COCOInstanceNewBaselineDatasetMapper(DatasetMapperBase):
 
         annotations = [
             utils.transform_instance_annotations(annotation, transforms, image_shape)
-            for annotation in dataset_dict.pop("annotations", [])
-            if not annotation.get("iscrowd", 0)
+            for annotation in objects
         ]
-        classes, masks = annotation_masks(
-            annotations, image_shape, self.num_classes, dataset_dict["file_name"]
-        )
+        classes, masks = annotation_masks(annotations, image_shape, self.num_classes, file_name)
         dataset_dict["instances"] = _with_boxes(build_instances(image_shape, classes, masks))
         return dataset_dict
 
@@ -107,6 +109,7 @@ class COCOPanopticNewBaselineDatasetMapper(DatasetMapperBase):
         image_file = dataset_dict["file_name"]
         pan_file = dataset_dict.pop("pan_seg_file_name")
         pan_color = read_panoptic_ids(pan_file, image, image_file)  # [H, W, 3]
+        check_panoptic_segments(rgb_to_id(pan_color), dataset_dict["segments_info"], pan_file)
         sem_seg = None
         if "sem_seg_file_name" in dataset_dict:
             sem_file = dataset_dict.pop("sem_seg_file_name")

@@ -11,6 +11,8 @@ from ..panoptic_format import rgb_to_id, semantic_from_panoptic
 from .registry import DATASET_MAPPER_REGISTRY
 from .semantic import MaskFormerSemanticDatasetMapper
 from .targets import (
+    VOID_ID,
+    check_panoptic_segments,
     pad_bottom_right,
     padded_image,
     panoptic_ids,
@@ -19,9 +21,6 @@ from .targets import (
 )
 
 __all__ = ["MaskFormerPanopticDatasetMapper"]
-
-# Panoptic id of VOID pixels (padding).
-VOID_ID = 0
 
 
 @DATASET_MAPPER_REGISTRY.register_as("mask_former_panoptic")
@@ -42,13 +41,15 @@ class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
         pan_file = dataset_dict.pop("pan_seg_file_name")
         segments_info = dataset_dict["segments_info"]
         pan_color = read_panoptic_ids(pan_file, image, dataset_dict["file_name"])  # [H, W, 3]
+        segment_ids = rgb_to_id(pan_color)  # [H, W]
+        check_panoptic_segments(segment_ids, segments_info, pan_file)
 
         has_semantic = "sem_seg_file_name" in dataset_dict
         if has_semantic:
             sem_seg = self._read_semantic(dataset_dict, image)
         else:
             sem_seg = semantic_from_panoptic(
-                rgb_to_id(pan_color), segments_info, self.ignore_label, dtype=np.float64
+                segment_ids, segments_info, self.ignore_label, dtype=np.float64
             )
 
         aug_input = T.AugInput(image, sem_seg=sem_seg)
@@ -58,7 +59,7 @@ class MaskFormerPanopticDatasetMapper(MaskFormerSemanticDatasetMapper):
         dataset_dict["image"] = padded_image(aug_input.image, self.size_divisibility)  # [3, H, W]
         if has_semantic:
             dataset_dict["sem_seg"] = self._pad_semantic(aug_input.sem_seg)  # [H, W]
-        pan_ids = pad_bottom_right(pan_ids, self.size_divisibility, VOID_ID)
+        pan_ids = pad_bottom_right(pan_ids, self.size_divisibility, VOID_ID)  # padding is VOID
         dataset_dict["instances"] = panoptic_targets(
             pan_ids, segments_info, self.num_classes, pan_file
         )

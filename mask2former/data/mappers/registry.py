@@ -12,6 +12,8 @@ from typing import Any, Callable, Dict, TypeVar
 from detectron2.config import CfgNode
 from detectron2.utils.registry import Registry
 
+from ...utils.suggestions import UnknownNameError, did_you_mean
+
 __all__ = ["DATASET_MAPPER_REGISTRY", "build_dataset_mapper"]
 
 MapperClass = TypeVar("MapperClass", bound=type)
@@ -40,8 +42,9 @@ def build_dataset_mapper(cfg: CfgNode, is_train: bool = True) -> Callable[[Dict]
     """The mapper named by ``cfg.INPUT.DATASET_MAPPER_NAME``, built from ``cfg``."""
     name = cfg.INPUT.DATASET_MAPPER_NAME
     if name not in DATASET_MAPPER_REGISTRY:
-        raise KeyError(
-            f"Unknown INPUT.DATASET_MAPPER_NAME {name!r}; registered dataset mappers: "
-            f"{sorted(key for key, _ in DATASET_MAPPER_REGISTRY)}"
+        registered = sorted(key for key, _ in DATASET_MAPPER_REGISTRY)
+        raise UnknownNameError(
+            f"Unknown INPUT.DATASET_MAPPER_NAME {name!r}{did_you_mean(name, registered)} "
+            f"(registered dataset mappers: {registered})"
         )
     return DATASET_MAPPER_REGISTRY.get(name)(cfg, is_train)

@@ -12,7 +12,13 @@ from detectron2.data import transforms as T
 from .augmentations import build_semantic_augmentations
 from .common import Augmentations, DatasetMapperBase, mapper_config, training_ignore_label
 from .registry import DATASET_MAPPER_REGISTRY
-from .targets import pad_bottom_right, padded_image, read_semantic_labels, semantic_targets
+from .targets import (
+    pad_bottom_right,
+    padded_image,
+    read_semantic_labels,
+    require_labelled_pixels,
+    semantic_targets,
+)
 
 __all__ = ["MaskFormerSemanticDatasetMapper", "semantic_mapper_config"]
 
@@ -103,7 +109,9 @@ class MaskFormerSemanticDatasetMapper(DatasetMapperBase):
             raise ValueError(
                 f"Semantic dataset dict of {dataset_dict['file_name']!r} has 'annotations'"
             )
+        label_file = dataset_dict["sem_seg_file_name"]
         sem_seg = self._read_semantic(dataset_dict, image)
+        require_labelled_pixels(sem_seg, self.ignore_label, label_file)
 
         aug_input = T.AugInput(image, sem_seg=sem_seg)
         T.AugmentationList(self.augmentations)(aug_input)

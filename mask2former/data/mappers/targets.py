@@ -6,15 +6,17 @@ Targets are detectron2 :class:`Instances` with ``gt_classes: [N] int64`` and
 MaskFormer and Mask2Former). Masks left empty (e.g. by a crop) are dropped.
 """
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
-from detectron2.data import detection_utils as utils
+from detectron2.data.detection_utils import SizeMismatchError
 from detectron2.structures import Instances, polygons_to_bitmask
 from torch.nn import functional as F
 
+from ..bad_samples import CrowdOnlyError, NoAnnotationsError, note_dropped_objects
+from ..image_io import read_image
 from ..panoptic_format import rgb_to_id
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "annotation_masks",
     "build_instances",
     "check_labels",
+    "check_panoptic_segments",
     "image_to_tensor",
     "pad_bottom_right",
     "padded_image",
@@ -30,11 +33,15 @@ __all__ = [
     "read_label_map",
     "read_panoptic_ids",
     "read_semantic_labels",
+    "require_labelled_pixels",
     "semantic_targets",
+    "training_objects",
 ]
 
 # Value of the image padding (the official mappers pad images with 128).
 IMAGE_PAD_VALUE = 128
+# Panoptic id of VOID (unlabelled) pixels.
+VOID_ID = 0
 
 
 def _check_same_size(label: np.ndarray, image: np.ndarray, file_name: str, image_file: str) -> None:
@@ -48,7 +55,7 @@ def _check_same_size(label: np.ndarray, image: np.ndarray, file_name: str, image
 def read_label_map(file_name: str, image: np.ndarray, image_file: str) -> np.ndarray:
     """Read a label PNG/TIFF as ``[H, W]`` float64 (torch resizes no uint16), checking its size
     against ``image`` (``[H, W, C]``)."""
-    label = utils.read_image(file_name)
+    label = read_image(file_name)
     if label.ndim != 2:
         raise ValueError(f"Label map {file_name!r} must be single-channel, got shape {label.shape}")
     _check_same_size(label, image, file_name, image_file)
@@ -57,7 +64,7 @@ def read_label_map(file_name: str, image: np.ndarray, image_file: str) -> np.nda
 
 def read_panoptic_ids(file_name: str, image: np.ndarray, image_file: str) -> np.ndarray:
     """Read a COCO-panoptic RGB-id PNG as ``[H, W, 3]`` uint8, checking its size."""
-    color = utils.read_image(file_name, "RGB")
+    color = read_image(file_name, "RGB")
     _check_same_size(color, image, file_name, image_file)
     return color
 
@@ -73,7 +80,57 @@ def check_labels(
     if bad.size:
         raise ValueError(
             f"Label map {file_name!r} holds labels {bad.astype(np.int64).tolist()[:10]} outside "
-            f"[0, {num_classes}) that are not the ignore label {ignore_label}"
+            f"[0, {num_classes}) that are not the ignore label {ignore_label} (were the labels "
+            "converted by the dataset's datasets/prepare_*.py script?)"
+        )
+
+
+def require_labelled_pixels(labels: np.ndarray, ignore_label: int, file_name: str) -> None:
+    """Raise :class:`NoAnnotationsError` when every pixel of ``labels`` is ``ignore_label``."""
+    if labels.size and bool(np.all(labels == ignore_label)):
+        raise NoAnnotationsError(
+            f"Label map {file_name!r} has no labelled pixel (all {ignore_label}, the ignore label)",
+            file_name,
+        )
+
+
+def check_panoptic_segments(
+    segment_ids: np.ndarray, segments_info: Sequence[Dict[str, Any]], file_name: str
+) -> None:
+    """Check a panoptic annotation before training on it.
+
+    Args:
+        segment_ids: ``[H, W]`` ids of the whole PNG (before any crop).
+        segments_info: its segments (``id``, ``iscrowd``).
+
+    Raises:
+        ValueError: the PNG has non-VOID ids that ``segments_info`` does not list (their pixels
+            would silently be trained as "no object"), or ``segments_info`` lists segments the
+            PNG does not have: the json and the PNGs disagree.
+        NoAnnotationsError: no segment at all (every pixel VOID).
+        CrowdOnlyError: every segment is a crowd region.
+    """
+    in_png = set(np.unique(segment_ids).tolist()) - {VOID_ID}
+    listed = {int(segment["id"]) for segment in segments_info}
+    if in_png - listed:
+        raise ValueError(
+            f"Panoptic PNG {file_name!r} has segment ids {sorted(in_png - listed)[:10]} that are "
+            f"not in its segments_info (ids {sorted(listed)[:10]}): the json and the PNGs "
+            "disagree (wrong panoptic folder or json?)"
+        )
+    if listed - in_png:
+        raise ValueError(
+            f"segments_info of panoptic PNG {file_name!r} lists segment ids "
+            f"{sorted(listed - in_png)[:10]} that are not in the PNG: the json and the PNGs "
+            "disagree (wrong panoptic folder or json?)"
+        )
+    if not segments_info:
+        raise NoAnnotationsError(
+            f"Panoptic PNG {file_name!r} has no segment (every pixel VOID)", file_name
+        )
+    if all(segment.get("iscrowd", 0) for segment in segments_info):
+        raise CrowdOnlyError(
+            f"Every segment of panoptic PNG {file_name!r} is a crowd region", file_name
         )
 
 
@@ -170,6 +227,82 @@ def panoptic_targets(
 def panoptic_ids(color: np.ndarray) -> torch.Tensor:
     """``[H, W, 3]`` panoptic colours -> ``[H, W]`` int64 segment ids."""
     return torch.as_tensor(rgb_to_id(color))
+
+
+def _polygon_area(coords: Sequence[float]) -> float:
+    """Area of a polygon given as ``[x0, y0, x1, y1, ...]`` (shoelace formula)."""
+    xy = np.asarray(coords, dtype=np.float64).reshape(-1, 2)  # [P, 2]
+    x, y = xy[:, 0], xy[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def _usable_segmentation(
+    annotation: Dict[str, Any], image_shape: Optional[Tuple[int, int]], file_name: str
+) -> Optional[Any]:
+    """The object's segmentation without its degenerate polygons, None when none is left.
+
+    Polygons of fewer than 3 points or of zero area have no pixel (and pycocotools reads a
+    4-number polygon as a box). An odd number of coordinates, or an RLE whose size is not the
+    image's, is an error naming the file."""
+    segm = annotation.get("segmentation")
+    object_id = annotation.get("id", "?")
+    if segm is None:
+        raise ValueError(
+            f"Object {object_id} of {file_name!r} has no segmentation (Mask2Former trains on "
+            "masks; a box-only object would leave its pixels labelled as background)"
+        )
+    if isinstance(segm, list):
+        for polygon in segm:
+            if len(polygon) % 2:
+                raise ValueError(
+                    f"A polygon of object {object_id} of {file_name!r} has an odd number of "
+                    f"coordinates ({len(polygon)})"
+                )
+        kept = [p for p in segm if len(p) >= 6 and _polygon_area(p) > 0]
+        return kept or None
+    if isinstance(segm, dict) and image_shape is not None:
+        if tuple(int(v) for v in segm.get("size", image_shape)) != tuple(image_shape):
+            raise SizeMismatchError(
+                f"The RLE mask of object {object_id} of {file_name!r} has size "
+                f"{list(segm['size'])} (HxW) but the image is {list(image_shape)}"
+            )
+    return segm
+
+
+def training_objects(
+    annotations: Sequence[Dict[str, Any]],
+    image_shape: Optional[Tuple[int, int]],
+    file_name: str,
+) -> List[Dict[str, Any]]:
+    """The non-crowd objects of an image to train on, before augmentation.
+
+    Objects whose polygons are all degenerate (fewer than 3 points or zero area) are dropped and
+    counted (``data/dropped_degenerate_polygon``); an image without objects is kept (a negative).
+
+    Args:
+        annotations: detectron2 objects (``segmentation``, ``category_id``, ``iscrowd``...).
+        image_shape: (H, W) of the image, to check RLE sizes (None: not checked).
+
+    Raises:
+        CrowdOnlyError: the image has crowd objects and no usable other object.
+        ValueError: see :func:`_usable_segmentation`.
+    """
+    kept, degenerate, crowd = [], 0, 0
+    for annotation in annotations:
+        if annotation.get("iscrowd", 0):
+            crowd += 1
+            continue
+        segm = _usable_segmentation(annotation, image_shape, file_name)
+        if segm is None:
+            degenerate += 1
+            continue
+        kept.append(dict(annotation, segmentation=segm))
+    note_dropped_objects(
+        "degenerate_polygon", degenerate, file_name, "polygons of fewer than 3 points or no area"
+    )
+    if crowd and not kept:
+        raise CrowdOnlyError(f"Every object of {file_name!r} is a crowd region", file_name)
+    return kept
 
 
 def annotation_masks(

@@ -19,6 +19,10 @@ annotation of it or when augmentation leaves its mask empty; unlike it, an absen
 class instead of the no-object id ``num_classes``, so every frame gives the track's class.
 In inference mode the YouTube-VIS mapper returns every frame of the video, resized for the model,
 with ``height``/``width`` the original size and no annotations.
+
+Bad data (see :mod:`mask2former.data.bad_samples`): in training, a clip with a missing or
+unreadable frame (or a COCO image whose objects are all crowd) is skipped and counted; in
+inference it is an error naming the file. A frame whose size is not the video's is an error.
 """
 
 import copy
@@ -36,8 +40,10 @@ from detectron2.structures import Boxes, Instances
 from fvcore.transforms.transform import Transform
 
 from ...utils.boxes import masks_to_boxes
+from ..bad_samples import map_or_skip
+from ..image_io import check_image_size, read_image
 from .registry import DATASET_MAPPER_REGISTRY, build_dataset_mapper
-from .targets import annotation_masks, image_to_tensor
+from .targets import annotation_masks, image_to_tensor, training_objects
 from .video_augmentations import clip_augmentations_from_config, start_clip
 
 __all__ = [
@@ -167,6 +173,15 @@ class _ClipMapper:
             "num_classes": _num_classes(cfg),
         }
 
+    def __call__(self, dataset_dict: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """The mapped clip; in training, None for a skipped bad sample."""
+        if not self.is_train:
+            return self._map(dataset_dict)
+        return map_or_skip(self._map, dataset_dict)
+
+    def _map(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
+        raise NotImplementedError
+
     def _map_clip(
         self,
         record: Dict[str, Any],
@@ -181,8 +196,8 @@ class _ClipMapper:
         if frame_annotations is not None:
             record["instances"] = []
         for t, file_name in enumerate(file_names):
-            image = utils.read_image(file_name, format=self.image_format)
-            utils.check_image_size(record, image)
+            image = read_image(file_name, format=self.image_format)
+            check_image_size(record, image, file_name)
             aug_input = T.AugInput(image)
             transforms = T.AugmentationList(self.augmentations)(aug_input)
             image = aug_input.image
@@ -207,7 +222,7 @@ class YTVISDatasetMapper(_ClipMapper):
     """YouTube-VIS record (see :func:`mask2former.data.datasets.load_ytvis_json`) -> a training
     clip of ``sampling_frame_num`` frames, or every frame of the video for inference."""
 
-    def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
+    def _map(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         record = {k: v for k, v in dataset_dict.items() if k not in ("annotations", "file_names")}
         length = dataset_dict["length"]
         if not self.is_train:
@@ -238,7 +253,7 @@ class CocoClipDatasetMapper(_ClipMapper):
     ``sampling_frame_num`` times, each copy augmented on its own draw of the per-frame
     augmentations (e.g. the random crop), with annotation ``i`` as track ``i``."""
 
-    def __call__(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
+    def _map(self, dataset_dict: Dict[str, Any]) -> Dict[str, Any]:
         record = {k: v for k, v in dataset_dict.items() if k not in ("annotations", "file_name")}
         file_names = [dataset_dict["file_name"]] * self.sampling_frame_num
         record["frame_indices"] = [0] * self.sampling_frame_num
@@ -246,11 +261,9 @@ class CocoClipDatasetMapper(_ClipMapper):
             return self._map_clip(record, file_names, None, (), ())
         if "annotations" not in dataset_dict:
             raise ValueError(f"CocoClipDatasetMapper needs 'annotations' for {file_names[0]!r}")
-        objects = [
-            dict(obj, id=i)
-            for i, obj in enumerate(dataset_dict["annotations"])
-            if not obj.get("iscrowd", 0)
-        ]
+        size = (dataset_dict["height"], dataset_dict["width"]) if "height" in record else None
+        usable = training_objects(dataset_dict["annotations"], size, file_names[0])
+        objects = [dict(obj, id=i) for i, obj in enumerate(usable)]
         track_ids = list(range(len(objects)))
         classes = [int(obj["category_id"]) for obj in objects]
         annotations = [objects] * self.sampling_frame_num
