@@ -26,7 +26,8 @@ if [ ! -f "$stamp" ] || [ "$ROOT/requirements.txt" -nt "$stamp" ] || [ "$PIN" -n
   python -m pip install -q torch==2.14.1 torchvision==0.29.1
   # The optional extras too (transformers, ONNX, Gradio): the tests exercise them.
   python -m pip install -q -r "$ROOT/requirements.txt" -r "$ROOT/requirements-optional.txt"
-  wheel_installed="$(python -m pip show "$D2_WHEEL_NAME" 2>/dev/null | sed -n 's/^Version: //p')"
+  # (`|| true`: pip show fails when the wheel is not installed yet, which must not end the script)
+  wheel_installed="$(python -m pip show "$D2_WHEEL_NAME" 2>/dev/null | sed -n 's/^Version: //p' || true)"
   if ! python -c "import detectron2" 2>/dev/null \
       || { [ -n "$wheel_installed" ] && [ "$wheel_installed" != "$D2_WHEEL_VERSION" ]; }; then
     # detectron2 is not on PyPI under its own name: the wheel route (README "Installing detectron2"; the
