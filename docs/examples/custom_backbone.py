@@ -2,7 +2,7 @@
 
 Select it with ``MODEL.BACKBONE.NAME: TinyConvBackbone`` (custom_backbone.yaml). Mask2Former's
 pixel decoder reads the features named in ``MODEL.SEM_SEG_HEAD.IN_FEATURES`` (``res2`` .. ``res5``,
-strides 4 to 32, in every recipe) and learns their channels and strides from ``output_shape()``.
+strides 4 to 32, in every recipe) and takes their channels and strides from ``output_shape()``.
 """
 
 from typing import Dict

@@ -16,13 +16,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1] / "tools")]
 
-import train_net  # noqa: E402  (tools/train_net.py)
-
 import custom_backbone  # noqa: E402,F401  (registers TinyConvBackbone)
 import custom_criterion  # noqa: E402,F401  (registers SetCriterionWithFullMaskDice)
 import custom_dataset  # noqa: E402,F401  (registers the my_shapes datasets)
 import custom_evaluator  # noqa: E402,F401  (registers "pixel_accuracy")
 import custom_pixel_decoder  # noqa: E402,F401  (registers LateralSumPixelDecoder)
+import train_net  # noqa: E402  (tools/train_net.py)
 
 if __name__ == "__main__":
     train_net.invoke_main()
