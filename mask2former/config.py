@@ -82,7 +82,7 @@ def add_solver_config(cfg: CN) -> None:
     cfg.SOLVER.OPTIMIZER = "ADAMW"
     # Learning-rate multiplier of the parameters of modules whose name contains "backbone".
     cfg.SOLVER.BACKBONE_MULTIPLIER = 0.1
-    # Ours (not official): mixed-precision dtype when SOLVER.AMP.ENABLED (engine/train_loop.py):
+    # Ours (not official): mixed-precision dtype when SOLVER.AMP.ENABLED (engine/precision.py):
     # "float16" (CUDA; on CPU, training falls back to float32 with a warning) or "bfloat16" (CUDA
     # or CPU autocast).
     cfg.SOLVER.AMP.DTYPE = "float16"

@@ -8,7 +8,7 @@ Two install routes, both upstream ``main`` of mid-2024:
   builds ``detectron2._C`` with CUDA).
 
 ``scripts/setup_env.sh`` and the README read the pin from here (this file runs standalone with
-the standard library only: ``python mask2former/utils/detectron2_pin.py --shell``);
+the standard library only: ``python mask2former/utils/detectron2_pin.py shell``);
 :func:`check_detectron2_version` (called by :func:`mask2former.config.build_config`) logs a
 warning when the installed detectron2 is another one. README "Installing detectron2" says how to
 move the pin.

@@ -176,7 +176,10 @@ EXPECTED_ALL_ON = {
 
 
 def test_every_registered_type_is_covered() -> None:
-    assert set(EXPECTED_ALL_ON) == {name for name, _ in EVALUATOR_REGISTRY}
+    # The types mask2former registers; a user's (e.g. docs/examples/custom_evaluator.py, imported
+    # by tests/docs in the same session) are not built-in.
+    builtin = {t for t, f in EVALUATOR_REGISTRY if f.__module__.startswith("mask2former.")}
+    assert set(EXPECTED_ALL_ON) == builtin
 
 
 @pytest.mark.parametrize("evaluator_type", sorted(EXPECTED_ALL_ON))
