@@ -11,13 +11,20 @@ project additions. Keys marked "ignored" are kept for compatibility and only rea
 import logging
 from typing import Sequence, Set
 
+import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 from detectron2.projects.deeplab import add_deeplab_config
+from detectron2.utils import comm
 
 from .utils.detectron2_pin import check_detectron2_version
 
-__all__ = ["add_maskformer2_config", "build_config", "validate_maskformer2_config"]
+__all__ = [
+    "add_maskformer2_config",
+    "build_config",
+    "fall_back_to_cpu_without_cuda",
+    "validate_maskformer2_config",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -282,13 +289,41 @@ def validate_maskformer2_config(cfg: CN) -> None:
         )
 
 
+def _why_no_cuda() -> str:
+    if torch.version.cuda is None:
+        return f"PyTorch {torch.__version__} is built without CUDA"
+    return f"PyTorch {torch.__version__} finds no NVIDIA GPU or driver"
+
+
+def fall_back_to_cpu_without_cuda(cfg: CN) -> None:
+    """Set ``MODEL.DEVICE`` to ``"cpu"`` (in place) when it names CUDA and CUDA is not available.
+
+    detectron2's default and the official YAML files mean ``MODEL.DEVICE: cuda``; this lets them
+    run unchanged on a machine without a GPU. The change is logged as one warning saying what
+    was asked and what is used, by the main process only (each process of a multi-process CPU
+    launch falls back the same way). Any other device (``cpu``, or CUDA when available) is kept.
+    """
+    requested = cfg.MODEL.DEVICE
+    if torch.device(requested).type != "cuda" or torch.cuda.is_available():
+        return
+    cfg.MODEL.DEVICE = "cpu"
+    if comm.get_rank() == 0:
+        logger.warning(
+            "MODEL.DEVICE=%r asked, but CUDA is not available (%s): using MODEL.DEVICE='cpu'.",
+            requested,
+            _why_no_cuda(),
+        )
+
+
 def build_config(config_file: str, opts: Sequence[str] = ()) -> CN:
     """The frozen config of every entry point (training, quick start, demo, tools, benchmarks).
 
     detectron2's defaults + DeepLab's + Mask2Former's, then ``config_file`` (may be empty) and the
     ``KEY VALUE`` overrides ``opts``, checked by :func:`validate_maskformer2_config`: this is the
-    one place where a config is validated. Also logs a warning (once per process) when the
-    installed detectron2 is not the version this project is tested with.
+    one place where a config is validated. ``MODEL.DEVICE`` naming CUDA becomes ``"cpu"`` when
+    CUDA is not available (:func:`fall_back_to_cpu_without_cuda`, one warning). Also logs a
+    warning (once per process) when the installed detectron2 is not the version this project is
+    tested with.
 
     Raises:
         ValueError: naming the key and value, for a value the model cannot run with.
@@ -299,6 +334,7 @@ def build_config(config_file: str, opts: Sequence[str] = ()) -> CN:
     if config_file:
         cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
+    fall_back_to_cpu_without_cuda(cfg)
     validate_maskformer2_config(cfg)
     cfg.freeze()
     return cfg
