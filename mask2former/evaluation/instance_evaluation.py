@@ -9,12 +9,13 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
+from detectron2.data import Metadata
 from detectron2.evaluation import COCOEvaluator
 from detectron2.evaluation.coco_evaluation import _evaluate_predictions_on_coco
 from detectron2.utils.file_io import PathManager
 from pycocotools.cocoeval import COCOeval
 
-__all__ = ["InstanceSegEvaluator", "fast_coco_eval_available"]
+__all__ = ["InstanceSegEvaluator", "fast_coco_eval_available", "unmap_thing_category_ids"]
 
 
 def fast_coco_eval_available() -> bool:
@@ -24,6 +25,29 @@ def fast_coco_eval_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def unmap_thing_category_ids(coco_results: List[Dict[str, Any]], metadata: Metadata) -> None:
+    """Replace each COCO result's contiguous ``category_id`` by the dataset id, in place.
+
+    Uses the reverse of ``metadata.thing_dataset_id_to_contiguous_id``; results are left as they
+    are when the metadata has no such map.
+
+    Raises:
+        ValueError: for a contiguous id that is not a thing class of ``metadata``.
+    """
+    dataset_id_to_contiguous_id = metadata.get("thing_dataset_id_to_contiguous_id")
+    if dataset_id_to_contiguous_id is None:
+        return
+    reverse_id_mapping = {v: k for k, v in dataset_id_to_contiguous_id.items()}
+    for result in coco_results:
+        category_id = result["category_id"]
+        if category_id not in reverse_id_mapping:
+            raise ValueError(
+                f"A prediction has class {category_id}, but dataset {metadata.name!r} only has "
+                f"thing classes {sorted(reverse_id_mapping)} (contiguous ids)."
+            )
+        result["category_id"] = reverse_id_mapping[category_id]
 
 
 class InstanceSegEvaluator(COCOEvaluator):
@@ -65,22 +89,6 @@ class InstanceSegEvaluator(COCOEvaluator):
             allow_cached_coco=allow_cached_coco,
         )
 
-    def _unmap_category_ids(self, coco_results: List[Dict[str, Any]]) -> None:
-        """Replace each result's contiguous ``category_id`` by the dataset id, in place."""
-        dataset_id_to_contiguous_id = self._metadata.get("thing_dataset_id_to_contiguous_id")
-        if dataset_id_to_contiguous_id is None:
-            return
-        reverse_id_mapping = {v: k for k, v in dataset_id_to_contiguous_id.items()}
-        for result in coco_results:
-            category_id = result["category_id"]
-            if category_id not in reverse_id_mapping:
-                raise ValueError(
-                    f"A prediction has class {category_id}, but dataset "
-                    f"{self._metadata.name!r} only has thing classes "
-                    f"{sorted(reverse_id_mapping)} (contiguous ids)."
-                )
-            result["category_id"] = reverse_id_mapping[category_id]
-
     def _eval_predictions(
         self, predictions: List[Dict[str, Any]], img_ids: Optional[List[int]] = None
     ) -> None:
@@ -95,7 +103,7 @@ class InstanceSegEvaluator(COCOEvaluator):
         self._logger.info("Preparing results for COCO format ...")
         coco_results = list(itertools.chain(*[x["instances"] for x in predictions]))
         tasks = self._tasks or self._tasks_from_predictions(coco_results)
-        self._unmap_category_ids(coco_results)
+        unmap_thing_category_ids(coco_results, self._metadata)
 
         if self._output_dir:
             file_path = os.path.join(self._output_dir, "coco_instances_results.json")
