@@ -164,8 +164,8 @@ def metadata_for(cfg: CfgNode):
 
 
 def read_video_frames(source: "str | cv2.VideoCapture") -> Iterator[np.ndarray]:
-    """Yields the BGR frames of a video file or an opened ``cv2.VideoCapture`` (released at the
-    end)."""
+    """Yields the BGR frames of a video file (opened and released here) or of an opened
+    ``cv2.VideoCapture`` (the caller releases it)."""
     capture = cv2.VideoCapture(source) if isinstance(source, str) else source
     if not capture.isOpened():
         raise FileNotFoundError(f"cannot open video {source!r}")
@@ -176,4 +176,5 @@ def read_video_frames(source: "str | cv2.VideoCapture") -> Iterator[np.ndarray]:
                 break
             yield frame
     finally:
-        capture.release()
+        if capture is not source:
+            capture.release()
