@@ -196,7 +196,10 @@ def run_on_images(
     inputs: Inputs,
     summary: Summary,
 ) -> int:
-    targets = picture_paths(inputs.paths, args.output, args.save_json) if args.output else {}
+    try:
+        targets = picture_paths(inputs.paths, args.output, args.save_json) if args.output else {}
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     results = None
     if targets:  # all in one folder
         folder = os.path.dirname(next(iter(targets.values()))) or "."

@@ -77,9 +77,13 @@ def read_images(
     (:func:`mask2former.utils.image_io.read_image`: upright, in ``image_format``)."""
     for path in paths:
         try:
-            yield path, read_image(path, image_format), None
+            image = read_image(path, image_format)
         except ImageReadError as error:
             yield path, None, error.reason
+        except Exception as error:  # one odd file must not stop the others
+            yield path, None, f"cannot read it: {type(error).__name__}: {error}"
+        else:
+            yield path, image, None
 
 
 class _Failed(NamedTuple):

@@ -33,7 +33,8 @@ def picture_paths(paths: Sequence[str], output: str, save_json: bool) -> dict[st
 
     Raises:
         ValueError: when two inputs would write the same picture, or (with ``save_json``, whose
-            files are named by the picture's stem) the same result files.
+            files are named by the picture's stem) the same result files; when ``output`` is a
+            file and there are several inputs.
     """
     as_folder = (
         os.path.isdir(output)
@@ -41,6 +42,8 @@ def picture_paths(paths: Sequence[str], output: str, save_json: bool) -> dict[st
         or not os.path.splitext(output)[1]
         or len(paths) > 1
     )
+    if as_folder and os.path.isfile(output):
+        raise ValueError(f"--output {output!r} is a file, but there are {len(paths)} inputs")
     targets: dict[str, str] = {}
     claimed: dict[str, str] = {}
     for path in paths:

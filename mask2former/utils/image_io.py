@@ -28,15 +28,18 @@ __all__ = ["ImageReadError", "read_image", "to_8bit_rgb"]
 logger = logging.getLogger(__name__)
 
 # What PIL raises on corrupt data besides OSError: bad chunk structure (SyntaxError), short
-# reads in headers (struct.error, EOFError, IndexError), bad parameters (ValueError, TypeError),
-# bad compressed data (zlib.error) and images too large to be anything but an attack.
+# reads in headers (struct.error, EOFError, IndexError), bad tags or parameters (KeyError,
+# ValueError, TypeError), unsupported variants (NotImplementedError), bad compressed data
+# (zlib.error) and images too large to be anything but an attack.
 _DECODE_ERRORS = (
     OSError,
     SyntaxError,
     ValueError,
     TypeError,
     IndexError,
+    KeyError,
     EOFError,
+    NotImplementedError,
     struct.error,
     zlib.error,
     Image.DecompressionBombError,
@@ -129,4 +132,7 @@ def read_image(path: str, format: str = "BGR") -> np.ndarray:
         image = ImageOps.exif_transpose(image)
     except _DECODE_ERRORS as e:  # as detectron2: an unreadable EXIF block leaves the image as is
         logger.warning("%s: unreadable EXIF orientation (%s); using the image as stored", path, e)
-    return convert_PIL_to_numpy(to_8bit_rgb(image), format)
+    try:
+        return convert_PIL_to_numpy(to_8bit_rgb(image), format)
+    except _DECODE_ERRORS as e:
+        raise ImageReadError(path, f"cannot convert {image.mode} pixels to {format}: {e}") from e
