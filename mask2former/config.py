@@ -302,9 +302,16 @@ def fall_back_to_cpu_without_cuda(cfg: CN) -> None:
     run unchanged on a machine without a GPU. The change is logged as one warning saying what
     was asked and what is used, by the main process only (each process of a multi-process CPU
     launch falls back the same way). Any other device (``cpu``, or CUDA when available) is kept.
+
+    Raises:
+        ValueError: naming ``MODEL.DEVICE`` when it is not a device PyTorch knows.
     """
     requested = cfg.MODEL.DEVICE
-    if torch.device(requested).type != "cuda" or torch.cuda.is_available():
+    try:
+        device_type = torch.device(requested).type
+    except RuntimeError as e:  # e.g. "gpu"
+        raise ValueError(f"Unsupported config value MODEL.DEVICE={requested!r}: {e}") from None
+    if device_type != "cuda" or torch.cuda.is_available():
         return
     cfg.MODEL.DEVICE = "cpu"
     if comm.get_rank() == 0:

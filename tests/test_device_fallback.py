@@ -47,6 +47,8 @@ def test_cuda_falls_back_to_cpu_with_one_log_line(
     mask2former_log.clear()
     assert build_config(str(OFFICIAL), ["MODEL.DEVICE", "cpu"]).MODEL.DEVICE == "cpu"
     assert fallback_lines(mask2former_log) == []
+    with pytest.raises(ValueError, match="MODEL.DEVICE='gpu'"):
+        build_config(str(OFFICIAL), ["MODEL.DEVICE", "gpu"])
 
 
 def test_cuda_is_kept_where_available(
