@@ -4,8 +4,8 @@ with N (the demo streams its inputs).
 For each N (default 100 and 1000) a folder of N small JPEGs (320x240, random shapes) is made and
 the demo runs over it in a fresh process, with a random-weight instant model
 (``configs/quick_schedules/Panoptic-R50-instant.yaml``), writing pictures and ``--save-json``
-results. The child reports its peak RSS (``ru_maxrss``) and its RSS sampled during the run (the
-median over the first and the last quarter of the run).
+results. The child reports its peak RSS (``ru_maxrss``) and its RSS sampled every 0.25 s (the
+median of each tenth of the run, to show a trend).
 
     python tools/benchmarks/bench_demo_memory.py --out bench_results/demo_memory.json
     python tools/benchmarks/bench_demo_memory.py --sizes 100 1000 10000 --threads 2
@@ -91,13 +91,13 @@ def child(argv: list[str], threads: int) -> None:
     seconds = time.perf_counter() - start
     done.set()
     sampler.join()
-    quarter = max(1, len(samples) // 4)
+    tenths = [samples[len(samples) * i // 10 : len(samples) * (i + 1) // 10] for i in range(10)]
     report = {
         "exit_code": code,
         "seconds": round(seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "rss_first_quarter_mb": round(statistics.median(samples[:quarter]), 1),
-        "rss_last_quarter_mb": round(statistics.median(samples[-quarter:]), 1),
+        # The median RSS in each tenth of the run: flat, or growing with the images done.
+        "rss_by_tenth_mb": [round(statistics.median(t), 1) for t in tenths if t],
         "rss_samples": len(samples),
     }
     print("BENCH " + json.dumps(report), flush=True)
