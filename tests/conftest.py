@@ -1,5 +1,7 @@
+import logging
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -13,3 +15,25 @@ torch.set_num_threads(int(os.environ.get("M2F_TEST_THREADS", "2")))
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@pytest.fixture
+def mask2former_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """``caplog`` receiving the records of the "mask2former" loggers, which detectron2's
+    ``setup_logger(name="mask2former")`` (called by the demo and training) stops from
+    propagating to the root logger that ``caplog`` listens to."""
+    logger = logging.getLogger("mask2former")
+    propagate = logger.propagate
+    logger.propagate = False  # each record once, whether or not setup_logger ran
+    logger.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
+        logger.propagate = propagate
+
+
+@pytest.fixture
+def no_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine without CUDA, even where the tests run on one."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -5,12 +5,13 @@ Same results as detectron2's ``detection_utils.read_image`` (EXIF orientation ap
 are upright as COCO annotations expect; the same ``format`` values) for the images it reads
 right, with these differences:
 
-- the file is decoded completely while it is open (PIL decodes lazily), so a truncated or
-  corrupt file fails here, as :class:`~mask2former.data.bad_samples.UnreadableFileError` naming
-  it (PIL's own errors do not name the file); a missing file is a
-  :class:`~mask2former.data.bad_samples.MissingFileError`. PIL's
-  ``ImageFile.LOAD_TRUNCATED_IMAGES`` (which makes PIL fill truncated images with grey) must stay
-  False: this project never sets it, and :func:`read_image` warns once if some other code did;
+- the file is decoded completely while it is read (PIL decodes lazily), with PIL's tolerance of
+  truncated files (``ImageFile.LOAD_TRUNCATED_IMAGES``, which some libraries switch on at import)
+  held off during the decode, and PNG chunk checksums verified (a flipped byte in the pixel data
+  can inflate to wrong pixels without an error): a missing file is a
+  :class:`~mask2former.data.bad_samples.MissingFileError`, an empty, truncated, corrupt or
+  non-image file an :class:`~mask2former.data.bad_samples.UnreadableFileError`, both naming the
+  file (PIL's own errors do not);
 - colour reading (``format`` given) of 16-bit (and 32-bit integer) grayscale images scales their
   values to 8 bits (PIL's conversion clips them at 255, turning most pixels white); CMYK, RGBA /
   LA (alpha dropped), palette and 1-bit images go through PIL's conversion, as in detectron2;
@@ -19,13 +20,17 @@ right, with these differences:
   palette indices for palette PNGs.
 """
 
+import io
 import logging
+import struct
+import threading
+import zlib
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 from detectron2.data.detection_utils import SizeMismatchError, convert_PIL_to_numpy
 from detectron2.utils.file_io import PathManager
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .bad_samples import MissingFileError, UnreadableFileError
 
@@ -35,20 +40,41 @@ logger = logging.getLogger(__name__)
 
 # PIL modes of integer grayscale images wider than 8 bits.
 _WIDE_GRAY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
-# Errors PIL raises on a corrupt file (UnidentifiedImageError and truncation are OSErrors;
-# broken PNG chunks raise SyntaxError; a huge image raises DecompressionBombError).
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
-_warned_truncated_flag = False
+# Errors PIL raises on a corrupt file: OSError (truncation, UnidentifiedImageError), bad chunk
+# structure (SyntaxError), short reads in headers (struct.error, EOFError, IndexError), bad tags or
+# parameters (KeyError, ValueError, TypeError), unsupported variants (NotImplementedError), bad
+# compressed data (zlib.error) and images too large to be anything but an attack.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    EOFError,
+    NotImplementedError,
+    struct.error,
+    zlib.error,
+    Image.DecompressionBombError,
+)
+# PIL's truncation switch is a module global: held while one of our decodes runs.
+_STRICT_DECODE = threading.Lock()
 
 
-def _warn_if_truncated_images_allowed() -> None:
-    global _warned_truncated_flag
-    if ImageFile.LOAD_TRUNCATED_IMAGES and not _warned_truncated_flag:
-        _warned_truncated_flag = True
-        logger.warning(
-            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True (set by code outside mask2former): "
-            "truncated images will be read with grey fill instead of being reported"
-        )
+def _decode(data: bytes) -> Image.Image:
+    """Decode every pixel of ``data`` with truncation checks on; PNG chunk checksums first."""
+    image = Image.open(io.BytesIO(data))
+    if image.format == "PNG":
+        image.verify()  # chunk CRCs
+        image = Image.open(io.BytesIO(data))
+    with _STRICT_DECODE:
+        lenient = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            image.load()
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = lenient
+    return image
 
 
 def _upright(image: Image.Image, file_name: str) -> Image.Image:
@@ -56,7 +82,7 @@ def _upright(image: Image.Image, file_name: str) -> Image.Image:
     EXIF data cannot be parsed (detectron2 also ignores broken EXIF)."""
     try:
         return ImageOps.exif_transpose(image)
-    except _DECODE_ERRORS + (KeyError, TypeError) as error:
+    except _DECODE_ERRORS as error:
         logger.warning(f"Ignoring the unreadable EXIF orientation of {file_name!r}: {error}")
         return image
 
@@ -84,13 +110,23 @@ def read_image(file_name: str, format: Optional[str] = None) -> np.ndarray:
         MissingFileError: the file does not exist.
         UnreadableFileError: it cannot be decoded (corrupt, truncated, unsupported mode).
     """
-    _warn_if_truncated_images_allowed()
     try:
         with PathManager.open(file_name, "rb") as f:
-            image = Image.open(f)
-            image.load()  # decode everything now: truncation and corruption show here
+            data = f.read()
     except FileNotFoundError as error:
         raise MissingFileError(f"File not found: {file_name!r}", file_name) from error
+    except IsADirectoryError as error:
+        raise UnreadableFileError(f"{file_name!r} is a directory, not a file", file_name) from error
+    if not data:
+        raise UnreadableFileError(f"Cannot decode {file_name!r}: empty file (0 bytes)", file_name)
+    try:
+        image = _decode(data)
+    except UnidentifiedImageError as error:
+        raise UnreadableFileError(
+            f"Cannot decode {file_name!r}: not an image PIL can read ({len(data)} bytes, "
+            f"starting {data[:8]!r})",
+            file_name,
+        ) from error
     except _DECODE_ERRORS as error:
         raise UnreadableFileError(
             f"Cannot decode {file_name!r} (corrupt or truncated file?): {error}", file_name

@@ -1,70 +1,44 @@
-"""The demo: batched prediction equals one-by-one prediction, and the CLI writes pictures of images
-and of a video."""
+"""The demo's predictor: batched prediction equals one-by-one prediction, in order, from BGR or
+RGB images; the CLI writes a picture per image."""
 
-import importlib.util
-import sys
 from pathlib import Path
+from types import ModuleType
+from typing import List
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.modeling import build_model
+from demo_helpers import demo_argv, load_demo_module
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "configs/quick_schedules/Panoptic-R50-instant.yaml"
-IMAGES = sorted((REPO / "tests/data/samples/coco_panoptic/images").glob("*.jpg"))
-
-
-def _load_demo_module(name: str):
-    sys.path.insert(0, str(REPO / "demo"))
-    try:
-        spec = importlib.util.spec_from_file_location(name, REPO / "demo" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(REPO / "demo"))
-
-
-demo = _load_demo_module("demo")
-predictor_module = _load_demo_module("predictor")
+predictor_module = load_demo_module("predictor")
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-init instant model saved as a training checkpoint."""
-    torch.manual_seed(0)
-    args = demo.get_parser().parse_args(["--config-file", str(CONFIG), "--output", "unused"])
-    model = build_model(demo.setup_cfg(args))
-    out = tmp_path_factory.mktemp("weights")
-    DetectionCheckpointer(model, save_dir=str(out)).save("model")
-    return out / "model.pth"
+def predictor(demo: ModuleType, tiny_weights: Path) -> object:
+    args = demo.get_parser().parse_args(demo_argv(tiny_weights, "--input", "unused"))
+    return predictor_module.BatchPredictor(demo.setup_cfg(args), batch_size=2)
 
 
-def _args(weights: Path, *extra: str):
-    opts = ["--opts", "MODEL.WEIGHTS", str(weights)]
-    return demo.get_parser().parse_args(["--config-file", str(CONFIG), *extra, *opts])
-
-
-def test_batched_equals_one_by_one(weights: Path) -> None:
-    cfg = demo.setup_cfg(_args(weights, "--output", "unused"))
-    predictor = predictor_module.BatchPredictor(cfg, batch_size=2)
+def test_batched_equals_one_by_one(predictor: object, small_images: List[Path]) -> None:
     # Same size, so batching adds no padding: results must be equal.
-    images = [cv2.imread(str(IMAGES[0])), cv2.imread(str(IMAGES[0]))[:, ::-1].copy()]
+    image = cv2.imread(str(small_images[0]))
+    images = [image, image[:, ::-1].copy()]
     batched = predictor(images)
     for image, result in zip(images, batched):
         (single,) = predictor([image])
         torch.testing.assert_close(result["sem_seg"], single["sem_seg"], rtol=1e-4, atol=1e-5)
         assert torch.equal(result["panoptic_seg"][0], single["panoptic_seg"][0])
         assert result["sem_seg"].shape[1:] == image.shape[:2]
+    # The same image given in RGB order.
+    (from_rgb,) = predictor([images[0][:, :, ::-1]], image_format="RGB")
+    torch.testing.assert_close(from_rgb["sem_seg"], batched[0]["sem_seg"], rtol=1e-4, atol=1e-5)
 
 
-def test_predict_stream_keeps_order_and_remainder(weights: Path) -> None:
-    cfg = demo.setup_cfg(_args(weights, "--output", "unused"))
-    predictor = predictor_module.BatchPredictor(cfg, batch_size=2)
-    images = [cv2.imread(str(p)) for p in IMAGES] + [cv2.imread(str(IMAGES[0]))]
+def test_predict_stream_keeps_order_and_remainder(
+    predictor: object, small_images: List[Path]
+) -> None:
+    images = [cv2.imread(str(p)) for p in small_images] + [cv2.imread(str(small_images[0]))]
     out = list(predictor.predict_stream(images))
     assert len(out) == 3
     for (image, result), original in zip(out, images):
@@ -72,34 +46,35 @@ def test_predict_stream_keeps_order_and_remainder(weights: Path) -> None:
         assert result["panoptic_seg"][0].shape == original.shape[:2]
 
 
-def test_cli_on_images_and_video(weights: Path, tmp_path: Path) -> None:
+def test_predict_tagged_skips_only_the_image_that_fails(predictor: object) -> None:
+    good = np.full((24, 32, 3), 100, np.uint8)
+    thin = np.zeros((1, 2000, 3), np.uint8)  # zero height once resized
+    failed = []
+    items = [("a", good), ("thin", thin), ("b", good), ("c", good)]
+    out = list(predictor.predict_tagged(items, on_error=lambda tag, e: failed.append(tag)))
+    assert [tag for tag, _, _ in out] == ["a", "b", "c"]
+    assert failed == ["thin"]
+    with pytest.raises(ValueError):  # without on_error, errors propagate
+        list(predictor.predict_tagged(items))
+
+
+def test_cli_writes_a_picture_per_image(
+    demo: ModuleType, tiny_weights: Path, small_images: List[Path], tmp_path: Path
+) -> None:
     out_dir = tmp_path / "vis"
-    demo.main(
-        ["--config-file", str(CONFIG), "--input", *map(str, IMAGES), "--output", str(out_dir)]
-        + ["--opts", "MODEL.WEIGHTS", str(weights)]
-    )
-    for path in IMAGES:
+    argv = demo_argv(tiny_weights, "--input", *map(str, small_images), "--output", str(out_dir))
+    assert demo.main(argv) == 0
+    for path in small_images:
         drawn = cv2.imread(str(out_dir / path.name))
         assert drawn is not None and drawn.shape == cv2.imread(str(path)).shape
 
-    video = tmp_path / "clip.mp4"
-    frame = cv2.imread(str(IMAGES[0]))[:426, :640]  # even sides: what mp4v encodes exactly
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, frame.shape[1::-1])
-    for shift in range(3):
-        writer.write(np.roll(frame, 10 * shift, axis=1))
-    writer.release()
-    out_video = tmp_path / "out.mp4"
-    demo.main(
-        ["--config-file", str(CONFIG), "--video-input", str(video), "--output", str(out_video)]
-        + ["--opts", "MODEL.WEIGHTS", str(weights)]
-    )
-    frames = list(predictor_module.read_video_frames(str(out_video)))
-    assert len(frames) == 3 and frames[0].shape == frame.shape
 
-
-def test_cli_rejects_missing_input(weights: Path, tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope"):
-        demo.main(
-            ["--config-file", str(CONFIG), "--input", str(tmp_path / "nope*.jpg")]
-            + ["--output", str(tmp_path), "--opts", "MODEL.WEIGHTS", str(weights)]
-        )
+def test_cli_reports_a_pattern_matching_nothing(
+    demo: ModuleType,
+    tiny_weights: Path,
+    tmp_path: Path,
+    mask2former_log: pytest.LogCaptureFixture,
+) -> None:
+    argv = ["--input", str(tmp_path / "nope*.jpg"), "--output", str(tmp_path)]
+    assert demo.main(demo_argv(tiny_weights, *argv)) == 1
+    assert "nope*.jpg: pattern matches no file" in mask2former_log.text
