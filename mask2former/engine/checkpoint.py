@@ -27,6 +27,7 @@ import logging
 import os
 import pickle
 import re
+import socket
 import uuid
 import zipfile
 import zlib
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 LAST_CHECKPOINT = "last_checkpoint"
-# Suffix of the temporary files of atomic_write (".<name>.<pid>.<random>.tmp").
+# Suffix of the temporary files of atomic_write (".<name>.<host>.<pid>.<random>.tmp").
 TEMP_SUFFIX = ".tmp"
 # .pkl files already warned about in this process.
 _WARNED_PICKLES: Set[str] = set()
@@ -80,8 +81,9 @@ def atomic_write(path: str, write: Callable[[Any], None]) -> None:
     full disk) the temporary file is removed and the error raised.
     """
     directory = os.path.dirname(os.path.abspath(path))
+    owner = f"{socket.gethostname()}.{os.getpid()}"
     tmp = os.path.join(
-        directory, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
+        directory, f".{os.path.basename(path)}.{owner}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
     )
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode as open(): umask
     try:
@@ -182,6 +184,16 @@ def verify_checkpoint_file(path: str) -> None:
         _check_torch_file(path)
 
 
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
 def _iteration_of(name: str) -> int:
     match = re.fullmatch(r".*_(\d+)\.pth", name)
     return int(match.group(1)) if match else -1
@@ -254,14 +266,18 @@ class Checkpointer(DetectionCheckpointer):
         return ([os.path.join(self.save_dir, last)] if last else []) + others
 
     def remove_stale_temporary_files(self) -> None:
-        """Delete the temporary files a killed save left in ``save_dir`` (main process only)."""
+        """Delete the temporary files that saves killed on this host left in ``save_dir`` (their
+        writing process is gone); a write in progress, or from another host, is left alone."""
         if not (self.save_to_disk and self._is_local() and os.path.isdir(self.save_dir)):
             return
+        host = socket.gethostname()
         for name in os.listdir(self.save_dir):
-            if name.startswith(".") and name.endswith(TEMP_SUFFIX):
-                logger.info("Removing %s, left by an interrupted checkpoint write", name)
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(self.save_dir, name))
+            match = re.fullmatch(rf"\..+\.{re.escape(host)}\.(\d+)\.[0-9a-f]+\.tmp", name)
+            if match is None or _process_exists(int(match.group(1))):
+                continue
+            logger.info("Removing %s, left by an interrupted checkpoint write", name)
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.save_dir, name))
 
     def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
         """Resume from the last readable checkpoint of ``save_dir`` if ``resume`` and one is
@@ -273,9 +289,10 @@ class Checkpointer(DetectionCheckpointer):
         Raises:
             CheckpointError: ``resume`` and no checkpoint in ``save_dir`` is readable.
         """
+        if resume:
+            self.remove_stale_temporary_files()
         if not (resume and self.has_checkpoint()):
             return self.load(path, checkpointables=[])
-        self.remove_stale_temporary_files()
         candidates = self.candidate_checkpoints()
         problems = []
         for candidate in candidates:

@@ -1,25 +1,28 @@
 # Copyright (c) the mask2former authors.
 """Stop training at the first non-finite number, with a checkpoint of the last finite state.
 
-:class:`NonFiniteCheck` is a detectron2 hook. In every iteration ``i``:
+:class:`NonFiniteCheck` is a detectron2 hook that attaches three PyTorch hooks when training
+starts (public PyTorch API; detectron2's ``DefaultTrainer`` runs its loop in an inner trainer that
+does not call the outer hooks' ``after_backward``):
 
-- ``after_backward`` (before the optimizer step): the loss terms the model returned and, without
-  a GradScaler, every gradient must be finite. If one is not (on any process), the model and
-  optimizer are still the state after iteration ``i - 1`` (checked below); it is saved as the
-  checkpoint of iteration ``i - 1`` (``model_<i-1>.pth``, tagged ``last_checkpoint``, so
-  ``--resume`` continues from it) and a ``FloatingPointError`` names the iteration, the
-  non-finite loss terms (with their values) or gradients, and that checkpoint.
-- ``after_step`` (before detectron2's periodic checkpointer): the updated parameters must be
-  finite. If a step with finite gradients made them overflow, nothing of this state is saved and
-  the error names the last checkpoint written before it.
+- a forward hook on the model: the loss terms of iteration ``i`` must be finite, on every process
+  (the processes exchange their verdicts, so all stop together);
+- an optimizer step pre-hook: every gradient must be finite. Under float16 AMP, detectron2's
+  ``AMPTrainer`` steps through a GradScaler, which skips the step (and lowers the scale) when the
+  scaled gradients overflow: the optimizer is then not called, training goes on, and the check
+  sees only the unscaled gradients of steps actually taken;
+- an optimizer step post-hook: the updated parameters must be finite.
 
-With float16 AMP (detectron2's ``AMPTrainer``), non-finite gradients are the GradScaler's to
-handle (it skips that step and lowers the scale; training goes on), so only loss terms and
-parameters are checked. detectron2's own check (in ``SimpleTrainer``'s metric writing, on the
-main process, after this one) stays as a second line.
+At a non-finite loss term or gradient, the model, optimizer and LR schedule are still the state
+after iteration ``i - 1`` (whose parameters passed the last check): it is saved as the checkpoint
+of iteration ``i - 1`` (``model_<i-1>.pth``, tagged ``last_checkpoint``, so ``--resume`` continues
+from it) and a ``FloatingPointError`` names the iteration, the non-finite loss terms with their
+values (or the gradients) and that file. If a step with finite gradients makes the parameters
+overflow, that state is not saved and the error names the last checkpoint written before it.
 
 "Last finite state": the weights, optimizer, LR schedule and iteration counter after the last
-iteration whose loss terms, gradients and updated parameters were all finite.
+iteration whose loss terms, gradients and updated parameters were all finite. These checks run
+before detectron2's own (in ``SimpleTrainer``'s metric writing), which stays as a second line.
 """
 
 from __future__ import annotations
@@ -84,71 +87,94 @@ def _listing(names: List[str]) -> str:
     return shown + (f" and {len(names) - MAX_NAMES} more" if len(names) > MAX_NAMES else "")
 
 
+def _terms_listing(terms: List[Tuple[str, float]]) -> str:
+    return _listing([f"{name}={value}" for name, value in terms])
+
+
+ADVICE = "Lower SOLVER.BASE_LR, enable SOLVER.CLIP_GRADIENTS or check this iteration's data."
+
+
 class NonFiniteCheck(HookBase):
     """Raise ``FloatingPointError`` at the first non-finite loss term, gradient or parameter, after
-    saving the last finite state (see the module docstring). Register it before detectron2's
-    ``PeriodicCheckpointer`` so that no non-finite state is saved."""
+    saving the last finite state (see the module docstring). Needs a trainer with ``model``,
+    ``optimizer`` and ``checkpointer`` (detectron2's ``DefaultTrainer``)."""
 
-    def __init__(self, check_gradients: bool = True) -> None:
-        """
-        Args:
-            check_gradients: False when a GradScaler handles non-finite gradients (float16 AMP).
-        """
-        self.check_gradients = check_gradients
-        self.losses: Optional[Dict[str, Tensor]] = None
-        self.handle: Optional[RemovableHandle] = None
+    def __init__(self) -> None:
+        self.handles: List[RemovableHandle] = []
+        self.checked: Dict[str, int] = {}  # check -> last iteration it ran (nested step calls)
 
-    def record_losses(self, module: nn.Module, args: Any, output: Any) -> None:
-        """Forward hook on the model: keep the loss terms of a training forward."""
+    def before_train(self) -> None:
+        optimizer = self.trainer.optimizer
+        self.handles = [
+            self.trainer.model.register_forward_hook(self.check_losses),
+            optimizer.register_step_pre_hook(self.check_gradients),
+            optimizer.register_step_post_hook(self.check_parameters),
+        ]
+
+    def after_train(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+    def once(self, check: str) -> bool:
+        """True the first time ``check`` runs in this iteration (an optimizer whose ``step``
+        calls its parent's may run the step hooks twice)."""
+        if self.checked.get(check) == self.trainer.iter:
+            return False
+        self.checked[check] = self.trainer.iter
+        return True
+
+    def check_losses(self, module: nn.Module, args: Any, output: Any) -> None:
+        """Forward hook: stop if a loss term of a training forward is not finite anywhere."""
         if not module.training:
             return
         if isinstance(output, Tensor):
             output = {"total_loss": output}
-        if isinstance(output, dict):
-            self.losses = {k: v.detach() for k, v in output.items() if isinstance(v, Tensor)}
-
-    def before_train(self) -> None:
-        self.handle = self.trainer.model.register_forward_hook(self.record_losses)
-
-    def after_train(self) -> None:
-        if self.handle is not None:
-            self.handle.remove()
-            self.handle = None
-
-    def after_backward(self) -> None:
-        losses, self.losses = self.losses or {}, None
+        losses = {k: v for k, v in output.items() if isinstance(v, Tensor)}
         terms = non_finite_terms(losses)
-        gradients = non_finite_gradients(self.trainer.model) if self.check_gradients else []
         if comm.get_world_size() > 1:
-            reports = comm.all_gather((comm.get_rank(), terms, gradients))
+            reports = [(rank, t) for rank, t in enumerate(comm.all_gather(terms)) if t]
         else:
-            reports = [(0, terms, gradients)]
-        bad = [(rank, t, g) for rank, t, g in reports if t or g]
-        if bad:
-            raise FloatingPointError(self.describe(bad) + " " + self.save_last_finite_state())
+            reports = [(0, terms)] if terms else []
+        if not reports:
+            return
+        where = [
+            (f" on process {rank}" if comm.get_world_size() > 1 else "") + ": "
+            for rank, _ in reports
+        ]
+        found = "; ".join(w + _terms_listing(t) for w, (_, t) in zip(where, reports))
+        raise FloatingPointError(
+            f"{self.stopped()}: non-finite loss terms{found}. " + self.save_last_finite_state()
+        )
 
-    def after_step(self) -> None:
+    def check_gradients(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """Optimizer step pre-hook: stop if a gradient is not finite (the same on all processes:
+        DDP has averaged them)."""
+        if not self.once("gradients"):
+            return
+        names = non_finite_gradients(self.trainer.model)
+        if names:
+            raise FloatingPointError(
+                f"{self.stopped()}: non-finite gradients of {_listing(names)} (the loss terms "
+                "were finite). " + self.save_last_finite_state()
+            )
+
+    def check_parameters(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """Optimizer step post-hook: stop if the step made a parameter non-finite."""
+        if not self.once("parameters"):
+            return
         names = non_finite_parameters(self.trainer.model)
         if names:
             raise FloatingPointError(
-                f"Training stopped at iteration {self.trainer.iter}: its optimizer step made "
-                f"parameters non-finite ({_listing(names)}) although the loss terms and gradients "
-                "were finite. This state is not saved; the last checkpoint is "
-                f"{self.last_checkpoint()}. Lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRADIENTS."
+                f"{self.stopped()}: its optimizer step made parameters non-finite "
+                f"({_listing(names)}) although the loss terms and gradients were finite. This "
+                f"state is not saved; the last checkpoint is {self.last_checkpoint()}. {ADVICE}"
             )
 
-    def describe(self, bad: List[Tuple[int, List[Tuple[str, float]], List[str]]]) -> str:
-        parts = []
-        for rank, terms, gradients in bad:
-            where = f" on process {rank}" if comm.get_world_size() > 1 else ""
-            if terms:
-                values = ", ".join(f"{name}={value}" for name, value in terms[:MAX_NAMES])
-                more = len(terms) - MAX_NAMES
-                values += f" and {more} more" if more > 0 else ""
-                parts.append(f"non-finite loss terms{where}: {values}")
-            if gradients:
-                parts.append(f"non-finite gradients{where} of {_listing(gradients)}")
-        return f"Training stopped at iteration {self.trainer.iter}: " + "; ".join(parts) + "."
+    def stopped(self) -> str:
+        lrs = sorted({group["lr"] for group in self.trainer.optimizer.param_groups})
+        rates = ", ".join(f"{lr:g}" for lr in lrs)
+        return f"Training stopped at iteration {self.trainer.iter} (learning rate {rates})"
 
     def save_last_finite_state(self) -> str:
         """Save the state after the previous iteration (not yet changed by this one) and say
@@ -157,17 +183,15 @@ class NonFiniteCheck(HookBase):
         iteration = trainer.iter
         parameters = non_finite_parameters(trainer.model)
         state = [t for s in trainer.optimizer.state.values() for t in s.values()]
-        optimizer_finite = all(
-            bool(torch.isfinite(t).all()) for t in state if isinstance(t, Tensor)
-        )
+        optimizer_finite = not _non_finite([("", t) for t in state if isinstance(t, Tensor)])
         if parameters or not optimizer_finite:
             reason = f"parameters {_listing(parameters)}" if parameters else "the optimizer state"
             return (
                 f"The current state is not finite ({reason}) and is not saved; the last "
-                f"checkpoint is {self.last_checkpoint()}."
+                f"checkpoint is {self.last_checkpoint()}. {ADVICE}"
             )
         name = f"model_{iteration - 1:07d}" if iteration > 0 else "model_init"
-        trainer.iter = iteration - 1  # the state saved is the one after iteration - 1
+        trainer.iter = iteration - 1  # the saved state is the one after iteration - 1
         try:
             trainer.checkpointer.save(name)
         finally:
@@ -175,11 +199,10 @@ class NonFiniteCheck(HookBase):
         comm.synchronize()
         return (
             f"The last finite state (after iteration {iteration - 1}) is saved in "
-            f"{trainer.checkpointer.save_dir}/{name}.pth; --resume continues from it. Lower "
-            "SOLVER.BASE_LR, enable SOLVER.CLIP_GRADIENTS or check this iteration's data."
+            f"{trainer.checkpointer.save_dir}/{name}.pth; --resume continues from it. {ADVICE}"
         )
 
-    def last_checkpoint(self) -> str:
+    def last_checkpoint(self) -> Optional[str]:
         checkpointer = self.trainer.checkpointer
         if checkpointer.has_checkpoint():
             return checkpointer.get_checkpoint_file()

@@ -110,14 +110,14 @@ class Trainer(DefaultTrainer):
         this; it is replaced here by :class:`Checkpointer` (same arguments), so the periodic
         checkpointer hook and :meth:`resume_or_load` use it. detectron2's evaluation hook stores
         its results in a private attribute; ours, in the same place of the list (after the
-        checkpointer, before the writers), keeps them in :attr:`last_eval_results`. The checks
-        run after the iteration timer and before the checkpointer, so no non-finite state is
-        saved.
+        checkpointer, before the writers), keeps them in :attr:`last_eval_results`.
+        :class:`NonFiniteCheck` checks inside the step (before the periodic checkpointer runs),
+        so no non-finite state is saved.
         """
         self.checkpointer = Checkpointer(
             self.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
         )
-        checks: List[Optional[HookBase]] = [NonFiniteCheck(not uses_grad_scaler(self.cfg))]
+        checks: List[Optional[HookBase]] = [NonFiniteCheck()]
         if reproducible_training(self.cfg):
             checks.insert(0, IterationSeeds(self.cfg.SEED))
         evaluation: List[Optional[HookBase]] = [
