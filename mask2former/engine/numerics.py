@@ -193,7 +193,7 @@ class NonFiniteCheck(HookBase):
         name = f"model_{iteration - 1:07d}" if iteration > 0 else "model_init"
         trainer.iter = iteration - 1  # the saved state is the one after iteration - 1
         try:
-            trainer.checkpointer.save(name)
+            trainer.checkpointer.save(name, iteration=iteration - 1)  # as PeriodicCheckpointer
         finally:
             trainer.iter = iteration
         comm.synchronize()
