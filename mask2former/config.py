@@ -367,7 +367,8 @@ def build_config(config_file: str, opts: Sequence[str] = ()) -> CN:
     add_maskformer2_config(cfg)
     add_maskformer2_video_config(cfg)  # harmless for image configs; lets video YAML files merge
     if config_file:
-        cfg.merge_from_file(config_file)
+        # safe YAML only (detectron2's default falls back to yaml.unsafe_load, which can run code)
+        cfg.merge_from_file(config_file, allow_unsafe=False)
     cfg.merge_from_list(list(opts))
     validate_maskformer2_config(cfg)
     cfg.freeze()

@@ -32,6 +32,7 @@ import logging
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
+import torch
 from detectron2.utils.events import get_event_storage
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
@@ -205,5 +206,8 @@ class IterationBatchLoader:
             batch_size=None,
             num_workers=self.num_workers,
             collate_fn=_no_collate,
+            # its own generator: creating the iterator draws a worker base seed, which would
+            # otherwise come from (and advance) torch's global RNG in the middle of a step
+            generator=torch.Generator().manual_seed(self.batches.seed),
         )
         return iter(loader)

@@ -7,6 +7,8 @@ Environment variables (each optional):
         every iteration (``{name: [[iteration, value], ...]}``, from detectron2's event storage,
         i.e. averaged over processes).
     M2F_TEST_THREADS: torch threads per process (default 1).
+    M2F_TEST_RESULTS: file to which the main process writes what ``main`` returned (the
+        evaluation results), as JSON.
     M2F_TEST_PAUSE_SAVE: a checkpoint name (e.g. ``model_0000003.pth``); its write stops after
         half of the temporary file, creates ``<that file's directory>/PAUSED`` and sleeps until
         killed.
@@ -37,6 +39,7 @@ torch.set_num_threads(int(os.environ.get("M2F_TEST_THREADS", "1")))  # the same 
 PROGRESS = os.environ.get("M2F_TEST_PROGRESS")
 LOSSES = os.environ.get("M2F_TEST_LOSSES")
 PAUSE_SAVE = os.environ.get("M2F_TEST_PAUSE_SAVE")
+RESULTS = os.environ.get("M2F_TEST_RESULTS")
 
 
 class Observer(HookBase):
@@ -88,6 +91,18 @@ def pausing_save(obj, f, *args, **kwargs):
 
 
 torch.save = pausing_save
+
+_main = train_net.main
+
+
+def main_writing_results(args):
+    results = _main(args)
+    if RESULTS and comm.is_main_process():
+        Path(RESULTS).write_text(json.dumps(results))
+    return results
+
+
+train_net.main = main_writing_results  # what invoke_main launches (pickled by reference)
 
 if __name__ == "__main__":
     train_net.invoke_main()
