@@ -9,8 +9,8 @@ Environment variables (each optional):
     M2F_TEST_THREADS: torch threads per process (default 1).
     M2F_TEST_RESULTS: file to which the main process writes what ``main`` returned (the
         evaluation results), as JSON.
-    M2F_TEST_PAUSE_SAVE: a checkpoint name (e.g. ``model_0000003.pth``); its write stops after
-        half of the temporary file, creates ``<that file's directory>/PAUSED`` and sleeps until
+    M2F_TEST_PAUSE_SAVE: a checkpoint name (e.g. ``model_0000003.pth``); its write (to the file
+        itself or to a temporary file for it) stops after half of the file, creates ``<that file's directory>/PAUSED`` and sleeps until
         killed.
 
 Spawned worker processes (``--num-gpus N``) import this file again as ``__mp_main__``, so the
@@ -76,7 +76,7 @@ def pausing_save(obj, f, *args, **kwargs):
     target = ""
     if PAUSE_SAVE and hasattr(f, "fileno"):
         target = os.path.basename(os.readlink(f"/proc/self/fd/{f.fileno()}"))
-    if not target.startswith(f".{PAUSE_SAVE}."):
+    if target != PAUSE_SAVE and not target.startswith(f".{PAUSE_SAVE}."):  # direct or temporary
         return _torch_save(obj, f, *args, **kwargs)
     buffer = io.BytesIO()
     _torch_save(obj, buffer, *args, **kwargs)
