@@ -10,8 +10,8 @@ Environment variables (each optional):
     M2F_TEST_RESULTS: file to which the main process writes what ``main`` returned (the
         evaluation results), as JSON.
     M2F_TEST_PAUSE_SAVE: a checkpoint name (e.g. ``model_0000003.pth``); its write (to the file
-        itself or to a temporary file for it) stops after half of the file, creates ``<that file's directory>/PAUSED`` and sleeps until
-        killed.
+        itself or to a temporary file for it) stops after half of the file, creates
+        ``<that file's directory>/PAUSED`` and sleeps until killed.
 
 Spawned worker processes (``--num-gpus N``) import this file again as ``__mp_main__``, so the
 patches below apply there too.
@@ -72,7 +72,7 @@ _torch_save = torch.save
 
 
 def pausing_save(obj, f, *args, **kwargs):
-    """torch.save that, for the temporary file of PAUSE_SAVE, writes half and waits."""
+    """torch.save that, for PAUSE_SAVE (or its temporary file), writes half and waits."""
     target = ""
     if PAUSE_SAVE and hasattr(f, "fileno"):
         target = os.path.basename(os.readlink(f"/proc/self/fd/{f.fileno()}"))
