@@ -48,7 +48,7 @@ from mask2former.utils.seeding import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IterationBatches", "IterationBatchLoader", "MAX_MAP_ATTEMPTS", "current_iteration"]
+__all__ = ["IterationBatchLoader", "IterationBatches", "MAX_MAP_ATTEMPTS", "current_iteration"]
 
 # Replacements tried for one slot when the mapper keeps returning None.
 MAX_MAP_ATTEMPTS = 100
@@ -160,33 +160,17 @@ def _no_collate(batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 class IterationBatchLoader:
-    """An iterable of per-iteration batches (lists of mapped dicts) from :class:`IterationBatches`,
-    loaded by ``num_workers`` data-loader processes.
+    """An iterable of the batches of :class:`IterationBatches`, loaded by ``num_workers``
+    data-loader processes.
 
     Each ``iter()`` starts at ``start_iter`` if given, else at :func:`current_iteration` (the
     trainer's iteration when it first asks for data: 0, or ``start_iter`` after a resume).
     """
 
     def __init__(
-        self,
-        dataset: Sequence[Dict[str, Any]],
-        mapper: Callable[[Dict[str, Any]], Optional[Dict[str, Any]]],
-        *,
-        seed: int,
-        total_batch_size: int,
-        num_workers: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        start_iter: Optional[int] = None,
+        self, batches: IterationBatches, num_workers: int = 0, start_iter: Optional[int] = None
     ) -> None:
-        self.batches = IterationBatches(
-            dataset,
-            mapper,
-            seed=seed,
-            total_batch_size=total_batch_size,
-            rank=rank,
-            world_size=world_size,
-        )
+        self.batches = batches
         self.num_workers = num_workers
         self.start_iter = start_iter
 

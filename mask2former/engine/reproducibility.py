@@ -25,7 +25,7 @@ from detectron2.data.common import DatasetFromList
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
-from mask2former.data.samplers import IterationBatchLoader
+from mask2former.data.samplers import IterationBatches, IterationBatchLoader
 from mask2former.utils.seeding import MODEL_STEP, derive_seed, seed_global_rngs
 
 logger = logging.getLogger(__name__)
@@ -77,15 +77,15 @@ def build_reproducible_train_loader(
             "DATALOADER.ASPECT_RATIO_GROUPING is not applied by the reproducible loader: batches "
             "are the iteration's slots (Mask2Former's mappers give fixed-size crops)."
         )
-    return IterationBatchLoader(
+    batches = IterationBatches(
         DatasetFromList(dicts, copy=False),  # serialized: every access is a fresh copy
         mapper,
         seed=cfg.SEED,
         total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
         rank=comm.get_rank(),
         world_size=comm.get_world_size(),
     )
+    return IterationBatchLoader(batches, num_workers=cfg.DATALOADER.NUM_WORKERS)
 
 
 class IterationSeeds(HookBase):

@@ -11,7 +11,7 @@ import pytest
 import torch
 from detectron2.utils.events import EventStorage
 
-from mask2former.data.samplers import IterationBatchLoader
+from mask2former.data.samplers import IterationBatches, IterationBatchLoader
 
 DATASET = [{"index": i} for i in range(10)]
 BATCH = 4
@@ -37,16 +37,10 @@ def take(loader: IterationBatchLoader, iterations: int) -> List[List[Dict[str, A
 def loader(
     seed: int = 0, workers: int = 0, rank: int = 0, world: int = 1, start: Optional[int] = 0
 ) -> IterationBatchLoader:
-    return IterationBatchLoader(
-        DATASET,
-        recording_mapper,
-        seed=seed,
-        total_batch_size=BATCH,
-        num_workers=workers,
-        rank=rank,
-        world_size=world,
-        start_iter=start,
+    batches = IterationBatches(
+        DATASET, recording_mapper, seed=seed, total_batch_size=BATCH, rank=rank, world_size=world
     )
+    return IterationBatchLoader(batches, num_workers=workers, start_iter=start)
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +99,8 @@ def test_skipped_samples_are_replaced_deterministically(caplog) -> None:
         return None if record["index"] % 2 == 0 else recording_mapper(record)
 
     def run() -> List[List[Dict[str, Any]]]:
-        return take(
-            IterationBatchLoader(DATASET, skip_even, seed=0, total_batch_size=BATCH, start_iter=0),
-            5,
-        )
+        batches = IterationBatches(DATASET, skip_even, seed=0, total_batch_size=BATCH)
+        return take(IterationBatchLoader(batches, start_iter=0), 5)
 
     with caplog.at_level(logging.WARNING, logger="mask2former.data.samplers"):
         first = run()
@@ -118,8 +110,7 @@ def test_skipped_samples_are_replaced_deterministically(caplog) -> None:
 
 
 def test_a_mapper_that_always_skips_is_an_error_not_a_hang() -> None:
-    never = IterationBatchLoader(
-        DATASET, lambda record: None, seed=0, total_batch_size=BATCH, start_iter=0
-    )
+    batches = IterationBatches(DATASET, lambda record: None, seed=0, total_batch_size=BATCH)
+    never = IterationBatchLoader(batches, start_iter=0)
     with pytest.raises(RuntimeError, match="returned None for 100 dataset items"):
         take(never, 1)

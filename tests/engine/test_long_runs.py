@@ -2,36 +2,36 @@
 ``/proc/<pid>/fd`` of the training process and of its data-loader workers over iterations. (The
 memory growth over 300 iterations is measured by ``tools/benchmarks/bench_train_memory.py``.)"""
 
+import importlib.util
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, List
+from types import ModuleType
+from typing import Any, Dict, Iterable
 
 import pytest
 
-from mask2former.data.samplers import IterationBatchLoader
+from mask2former.data.samplers import IterationBatches, IterationBatchLoader
 from mask2former.engine import Trainer
-from tests.helpers.train_runs import tiny_config
+from tests.helpers.train_runs import ROOT, tiny_config
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
 
 
-def children(pid: int) -> List[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
+def load_bench() -> ModuleType:
+    path = ROOT / "tools/benchmarks/bench_train_memory.py"
+    spec = importlib.util.spec_from_file_location("bench_train_memory", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BENCH = load_bench()  # its /proc readers: children(pid), open_fds(pid)
 
 
 def open_files() -> int:
     """File descriptors of this process and of its children (the data-loader workers)."""
-    pids = [os.getpid(), *children(os.getpid())]
-    return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids if Path(f"/proc/{pid}").exists())
+    pids = [os.getpid(), *BENCH.children(os.getpid())]
+    return sum(BENCH.open_fds(pid) for pid in pids)
 
 
 def fd_growth(loader: Iterable[Any], warmup: int = 5, iterations: int = 40) -> int:
@@ -62,7 +62,6 @@ def test_the_count_sees_a_leak_in_a_worker(tmp_path: Path) -> None:
         return dict(record)
 
     dataset = [{"index": i} for i in range(10)]
-    loader = IterationBatchLoader(
-        dataset, leaking_mapper, seed=0, total_batch_size=2, num_workers=1, start_iter=0
-    )
+    batches = IterationBatches(dataset, leaking_mapper, seed=0, total_batch_size=2)
+    loader = IterationBatchLoader(batches, num_workers=1, start_iter=0)
     assert fd_growth(loader, iterations=20) >= 20
