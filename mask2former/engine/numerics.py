@@ -21,7 +21,10 @@ values (or the gradients) and that file. If a step with finite gradients makes t
 overflow, that state is not saved and the error names the last checkpoint written before it.
 
 "Last finite state": the weights, optimizer, LR schedule and iteration counter after the last
-iteration whose loss terms, gradients and updated parameters were all finite. These checks run
+iteration whose loss terms, gradients and updated parameters were all finite. When it stops,
+the check sets the trainer's ``iter`` back to that iteration, so that detectron2's end-of-training
+hooks (final checkpoint and evaluation, run when ``iter + 1 >= max_iter``) never save or evaluate
+a failed last iteration. These checks run
 before detectron2's own (in ``SimpleTrainer``'s metric writing), which stays as a second line.
 """
 
@@ -143,7 +146,7 @@ class NonFiniteCheck(HookBase):
             for rank, _ in reports
         ]
         found = "; ".join(w + _terms_listing(t) for w, (_, t) in zip(where, reports))
-        raise FloatingPointError(
+        self.stop(
             f"{self.stopped()}: non-finite loss terms{found}. " + self.save_last_finite_state()
         )
 
@@ -154,7 +157,7 @@ class NonFiniteCheck(HookBase):
             return
         names = non_finite_gradients(self.trainer.model)
         if names:
-            raise FloatingPointError(
+            self.stop(
                 f"{self.stopped()}: non-finite gradients of {_listing(names)} (the loss terms "
                 "were finite). " + self.save_last_finite_state()
             )
@@ -165,11 +168,17 @@ class NonFiniteCheck(HookBase):
             return
         names = non_finite_parameters(self.trainer.model)
         if names:
-            raise FloatingPointError(
+            self.stop(
                 f"{self.stopped()}: its optimizer step made parameters non-finite "
                 f"({_listing(names)}) although the loss terms and gradients were finite. This "
                 f"state is not saved; the last checkpoint is {self.last_checkpoint()}. {ADVICE}"
             )
+
+    def stop(self, message: str) -> None:
+        """Raise ``FloatingPointError(message)`` with the trainer's ``iter`` at the last iteration
+        whose state is kept (see the module docstring)."""
+        self.trainer.iter -= 1
+        raise FloatingPointError(message)
 
     def stopped(self) -> str:
         lrs = sorted({group["lr"] for group in self.trainer.optimizer.param_groups})

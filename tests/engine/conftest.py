@@ -4,7 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from mask2former.data.datasets.synthetic import SYNTHETIC_DIRNAME, ensure_synthetic_dataset
+from mask2former.data.datasets.synthetic import (
+    SYNTHETIC_DIRNAME,
+    ensure_synthetic_dataset,
+    register_synthetic_datasets,
+)
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +22,8 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def synthetic_datasets(synthetic_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """``DETECTRON2_DATASETS`` pointed at :func:`synthetic_root` for this test."""
+    """``DETECTRON2_DATASETS`` pointed at :func:`synthetic_root` for this test, and the builtin
+    registrations (root-relative) in place, should another test have removed them."""
     monkeypatch.setenv("DETECTRON2_DATASETS", str(synthetic_root))
+    register_synthetic_datasets()
     return synthetic_root

@@ -10,7 +10,7 @@ from typing import Callable, Dict, Optional
 
 import pytest
 import torch
-from detectron2.engine import TrainerBase
+from detectron2.engine import TrainerBase, hooks
 from torch import Tensor, nn
 
 from mask2former.engine import Checkpointer, Trainer
@@ -39,7 +39,7 @@ def test_absurd_learning_rate_stops_naming_iteration_and_terms(
     match = re.match(r"Training stopped at iteration (\d+) \(learning rate [^)]*1e\+08", message)
     assert match, message
     iteration = int(match.group(1))
-    assert iteration == trainer.iter and 0 < iteration < 20
+    assert 0 < iteration < 20 and trainer.iter == iteration - 1  # the last iteration kept
     terms = re.findall(r"(loss_\w+)=(\S+?)[,;.]", message)
     assert terms and all(not math.isfinite(float(value)) for _, value in terms), message
     saved = tmp_path / f"model_{iteration - 1:07d}.pth"
@@ -113,6 +113,17 @@ def test_non_finite_gradient_stops_before_the_step_and_saves_the_state(tmp_path:
     assert torch.allclose(model.weight.detach(), after_1)
     state = torch.load(tmp_path / "model_0000001.pth", weights_only=True)
     assert state["iteration"] == 1 and torch.equal(state["model"]["weight"], model.weight.detach())
+
+
+def test_failure_in_the_last_iteration_saves_no_final_checkpoint(tmp_path: Path) -> None:
+    """detectron2's checkpointer saves model_final after training when iter + 1 >= max_iter;
+    after a failed last iteration there is only the last finite state."""
+    loop = Loop(LossModel(nan_gradient_at_2), lr=0.1, save_dir=tmp_path)
+    loop.register_hooks([hooks.PeriodicCheckpointer(loop.checkpointer, period=100, max_iter=3)])
+    with pytest.raises(FloatingPointError, match="iteration 2"):
+        loop.train(0, 3)
+    assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["model_0000001.pth"]
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
 
 
 def test_parameter_overflow_in_a_step_is_not_saved(tmp_path: Path) -> None:
