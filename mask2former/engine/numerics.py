@@ -22,9 +22,9 @@ overflow, that state is not saved and the error names the last checkpoint writte
 
 "Last finite state": the weights, optimizer, LR schedule and iteration counter after the last
 iteration whose loss terms, gradients and updated parameters were all finite. When it stops,
-the check sets the trainer's ``iter`` back to that iteration, so that detectron2's end-of-training
-hooks (final checkpoint and evaluation, run when ``iter + 1 >= max_iter``) never save or evaluate
-a failed last iteration. These checks run
+the check sets the trainer's ``iter`` back to that iteration, so that detectron2's evaluation
+after training (``EvalHook.after_train``, which runs when ``iter + 1 >= max_iter``) does not
+evaluate after a failed last iteration as if training had completed. These checks run
 before detectron2's own (in ``SimpleTrainer``'s metric writing), which stays as a second line.
 """
 
