@@ -12,19 +12,12 @@ differs between one and two processes by design.
 
 import json
 import socket
-import subprocess
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 
-from tests.helpers.train_runs import (
-    load_weights,
-    run_train_net,
-    subprocess_env,
-    tail,
-    train_net_command,
-)
+from tests.helpers.train_runs import load_weights, run_concurrently, tail
 
 ITERS = 10
 OPTS = [
@@ -70,19 +63,28 @@ def max_difference(a: Dict[str, List[List[float]]], b: Dict[str, List[List[float
     return difference
 
 
+def dist_url() -> List[str]:
+    return ["--dist-url", f"tcp://127.0.0.1:{free_port()}"]
+
+
 @pytest.fixture(scope="module")
 def runs(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
-    """10 iterations on one process and on two (gloo); each writes its per-iteration losses."""
+    """10 iterations on one process and on two (gloo), side by side; each writes its losses."""
     tmp = tmp_path_factory.mktemp("ddp")
-    for name, processes in (("one", "1"), ("two", "2")):
-        result = run_train_net(
-            tmp / name,
-            synthetic_root,
-            ["--num-gpus", processes, "--dist-url", f"tcp://127.0.0.1:{free_port()}"],
-            OPTS,
-            M2F_TEST_LOSSES=str(tmp / f"{name}.json"),
-        )
-        assert result.returncode == 0, tail(result.stdout)
+    results = run_concurrently(
+        synthetic_root,
+        [
+            (
+                tmp / name,
+                ["--num-gpus", processes, *dist_url()],
+                OPTS,
+                {"M2F_TEST_LOSSES": str(tmp / f"{name}.json")},
+            )
+            for name, processes in (("one", "1"), ("two", "2"))
+        ],
+    )
+    for code, log in results:
+        assert code == 0, tail(log)
     return {"tmp": tmp, "root": synthetic_root}
 
 
@@ -100,23 +102,24 @@ def test_two_cpu_processes_give_the_losses_of_one(runs: Dict[str, Path]) -> None
 @pytest.mark.slow
 def test_eval_only_on_two_processes_gathers_all_predictions(runs: Dict[str, Path]) -> None:
     tmp, weights = runs["tmp"], runs["tmp"] / "two/model_final.pth"
-    results = {}
-    for name, processes in (("eval_one", "1"), ("eval_two", "2")):
-        result = run_train_net(
-            tmp / name,
-            runs["root"],
-            [
-                "--eval-only",
-                "--num-gpus",
-                processes,
-                "--dist-url",
-                f"tcp://127.0.0.1:{free_port()}",
-            ],
-            OPTS + EVAL_OPTS + ["MODEL.WEIGHTS", str(weights)],
-            M2F_TEST_RESULTS=str(tmp / f"{name}.json"),
-        )
-        assert result.returncode == 0, tail(result.stdout)
-        results[name] = json.loads((tmp / f"{name}.json").read_text())
+    opts = OPTS + EVAL_OPTS + ["MODEL.WEIGHTS", str(weights)]
+    evaluations = run_concurrently(
+        runs["root"],
+        [
+            (
+                tmp / name,
+                ["--eval-only", "--num-gpus", processes, *dist_url()],
+                opts,
+                {"M2F_TEST_RESULTS": str(tmp / f"{name}.json")},
+            )
+            for name, processes in (("eval_one", "1"), ("eval_two", "2"))
+        ],
+    )
+    for code, log in evaluations:
+        assert code == 0, tail(log)
+    results = {
+        name: json.loads((tmp / f"{name}.json").read_text()) for name in ("eval_one", "eval_two")
+    }
     for task, key in METRICS:
         one, two = results["eval_one"][task][key], results["eval_two"][task][key]
         assert two == pytest.approx(one, abs=1e-9), (task, key)
@@ -131,22 +134,21 @@ def test_eval_only_on_two_processes_gathers_all_predictions(runs: Dict[str, Path
 
 @pytest.mark.slow
 def test_two_machines_of_one_process_each(runs: Dict[str, Path]) -> None:
-    tmp, url = runs["tmp"], f"tcp://127.0.0.1:{free_port()}"
-    machines = []
-    for rank in (0, 1):
-        flags = ["--num-gpus", "1", "--num-machines", "2", "--machine-rank", str(rank)]
-        log = open(tmp / f"machine{rank}.log", "w")
-        process = subprocess.Popen(
-            train_net_command(tmp / f"machine{rank}", flags + ["--dist-url", url], OPTS),
-            env=subprocess_env(runs["root"], M2F_TEST_LOSSES=str(tmp / f"machine{rank}.json")),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        machines.append((process, log))
-    for rank, (process, log) in enumerate(machines):
-        code = process.wait(timeout=300)
-        log.close()
-        assert code == 0, tail((tmp / f"machine{rank}.log").read_text())
+    tmp, url = runs["tmp"], dist_url()
+    machines = run_concurrently(
+        runs["root"],
+        [
+            (
+                tmp / f"machine{rank}",
+                ["--num-gpus", "1", "--num-machines", "2", "--machine-rank", str(rank), *url],
+                OPTS,
+                {"M2F_TEST_LOSSES": str(tmp / f"machine{rank}.json")},
+            )
+            for rank in (0, 1)
+        ],
+    )
+    for code, log in machines:
+        assert code == 0, tail(log)
     assert not (tmp / "machine1.json").exists()  # only the main process writes
     # the same two processes as --num-gpus 2 on one machine: the same numbers
     assert max_difference(losses(tmp / "machine0.json"), losses(tmp / "two.json")) == 0.0

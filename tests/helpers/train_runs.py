@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 from detectron2.config import CfgNode
@@ -83,6 +83,30 @@ def run_train_net(
         text=True,
         timeout=timeout,
     )
+
+
+def run_concurrently(
+    dataset_root: Path, runs: Sequence[Tuple[Path, Sequence[str], Sequence[str], Dict[str, str]]]
+) -> List[Tuple[int, str]]:
+    """Start every (output_dir, flags, opts, env) run at once; (return code, log) of each."""
+    started = []
+    for output_dir, flags, opts, env in runs:
+        output_dir.parent.mkdir(parents=True, exist_ok=True)
+        log_path = output_dir.parent / f"{output_dir.name}.log"
+        log = open(log_path, "w")
+        process = subprocess.Popen(
+            train_net_command(output_dir, flags, opts),
+            env=subprocess_env(dataset_root, **env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        started.append((process, log, log_path))
+    results = []
+    for process, log, log_path in started:
+        code = process.wait(timeout=600)
+        log.close()
+        results.append((code, log_path.read_text()))
+    return results
 
 
 def load_weights(path: Path) -> Dict[str, torch.Tensor]:
