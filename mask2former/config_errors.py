@@ -108,7 +108,8 @@ def merge_config_file(cfg: CfgNode, config_file: str) -> None:
     if not os.path.isfile(config_file):
         raise FileNotFoundError(f"Config file not found: {config_file!r}")
     try:
-        cfg.merge_from_file(config_file)
+        # safe YAML only (detectron2 falls back to yaml.unsafe_load, which can run code)
+        cfg.merge_from_file(config_file, allow_unsafe=False)
     except (KeyError, ValueError, AssertionError) as error:
         _reraise(cfg, error, "", config_file)
 

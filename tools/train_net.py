@@ -6,7 +6,8 @@
     python tools/train_net.py --config-file CONFIG --eval-only MODEL.WEIGHTS model_final.pth
     python tools/train_net.py --config-file CONFIG --resume  # from OUTPUT_DIR/last_checkpoint
 
-Multi-process launch uses NCCL on GPU and gloo on CPU (detectron2's ``launch`` chooses).
+Multi-process launch uses NCCL on GPU and gloo on CPU (detectron2's ``launch`` chooses); several
+machines: ``--num-machines N --machine-rank R --dist-url tcp://HOST:PORT`` on each.
 """
 
 from __future__ import annotations
@@ -14,19 +15,19 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 from mask2former.engine import Trainer, setup
+from mask2former.engine.checkpoint import Checkpointer
 
 
 def main(args: argparse.Namespace) -> Dict[str, Any]:
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        Checkpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         results = Trainer.test(cfg, model)

@@ -19,12 +19,19 @@ detectron2 object is used):
   :meth:`evaluate`, which keeps the results in :attr:`last_eval_results` (returned by
   :meth:`train`), and adds the test-time-augmentation evaluation after training when
   ``TEST.AUG.ENABLED``.
+- reliability: with ``SEED`` >= 0 the training data and the model's random draws are fixed by
+  iteration (:mod:`mask2former.engine.reproducibility`), checkpoints are written atomically and
+  verified when loaded, with a fallback to the previous one on ``--resume``
+  (:mod:`mask2former.engine.checkpoint`), and training stops at the first non-finite loss,
+  gradient or parameter after saving the last finite state (:mod:`mask2former.engine.numerics`).
+- several processes on CPUs (gloo): :mod:`mask2former.engine.distributed`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import weakref
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Optional
 
@@ -36,7 +43,15 @@ from detectron2.evaluation import DatasetEvaluator, verify_results
 from detectron2.utils import comm
 from torch import nn
 
+from mask2former.engine.checkpoint import Checkpointer
+from mask2former.engine.distributed import cpu_capable_ddp
+from mask2former.engine.numerics import NonFiniteCheck
 from mask2former.engine.precision import training_autocast, uses_grad_scaler
+from mask2former.engine.reproducibility import (
+    IterationSeeds,
+    build_reproducible_train_loader,
+    reproducible_training,
+)
 from mask2former.solver import build_lr_scheduler, build_optimizer
 
 logger = logging.getLogger(__name__)
@@ -81,24 +96,38 @@ class Trainer(DefaultTrainer):
 
     def __init__(self, cfg: CfgNode) -> None:
         self.last_eval_results: Optional[Dict[str, Any]] = None
-        super().__init__(_loop_config(cfg))
+        with cpu_capable_ddp():
+            super().__init__(_loop_config(cfg))
         self.autocast = training_autocast(cfg)
         if self.autocast is not None:
             self.autocast.attach(self.model)
 
     def build_hooks(self) -> List[Optional[HookBase]]:
-        """detectron2's default hooks, evaluating through :meth:`evaluate` (then TTA if enabled).
+        """detectron2's default hooks with our checkpointer, evaluating through :meth:`evaluate`
+        (then TTA if enabled), after :class:`IterationSeeds` (``SEED`` >= 0) and
+        :class:`NonFiniteCheck`.
 
-        detectron2's evaluation hook stores its results in a private attribute; ours, in the same
-        place of the list (after the checkpointer, before the writers), keeps them in
-        :attr:`last_eval_results`.
+        ``DefaultTrainer.__init__`` creates its ``DetectionCheckpointer`` just before calling
+        this; it is replaced here by :class:`Checkpointer` (same arguments), so the periodic
+        checkpointer hook and :meth:`resume_or_load` use it. detectron2's evaluation hook stores
+        its results in a private attribute; ours, in the same place of the list (after the
+        checkpointer, before the writers), keeps them in :attr:`last_eval_results`.
+        :class:`NonFiniteCheck` checks inside the step (before the periodic checkpointer runs),
+        so no non-finite state is saved.
         """
+        self.checkpointer = Checkpointer(
+            self.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        checks: List[Optional[HookBase]] = [NonFiniteCheck()]
+        if reproducible_training(self.cfg):
+            checks.insert(0, IterationSeeds(self.cfg.SEED))
         evaluation: List[Optional[HookBase]] = [
             hooks.EvalHook(self.cfg.TEST.EVAL_PERIOD, self.evaluate)
         ]
         if self.cfg.TEST.AUG.ENABLED:
             evaluation.append(hooks.EvalHook(0, self.evaluate_with_tta))
         hook_list = super().build_hooks()
+        hook_list = hook_list[:1] + checks + hook_list[1:]
         for i, hook in enumerate(hook_list):
             if isinstance(hook, hooks.EvalHook):
                 return hook_list[:i] + evaluation + hook_list[i + 1 :]
@@ -138,12 +167,16 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode) -> Iterable[Any]:
-        # Bad samples the mapper skips are counted in metrics.json (data/skipped_<reason>); the
-        # test datasets are checked now rather than at the first evaluation.
+        """The mapper of ``INPUT.DATASET_MAPPER_NAME`` in the reproducible loader (``SEED`` >= 0,
+        see :mod:`mask2former.engine.reproducibility`) or detectron2's (``SEED`` < 0). Bad
+        samples the mapper skips are counted in metrics.json (``data/skipped_<reason>``); the
+        test datasets are checked now rather than at the first evaluation."""
         from mask2former.data import SkippedSampleCounter, build_dataset_mapper, check_registered
 
         check_registered(cfg.DATASETS.TEST, "DATASETS.TEST")
         mapper = build_dataset_mapper(cfg, is_train=True)
+        if reproducible_training(cfg, log=True):
+            return SkippedSampleCounter(build_reproducible_train_loader(cfg, mapper))
         return SkippedSampleCounter(build_detection_train_loader(cfg, mapper=mapper))
 
     @classmethod

@@ -22,6 +22,10 @@ class HungarianMatcher(nn.Module):
     cost = cost_class * (-p[gt class]) + cost_mask * BCE + cost_dice * dice, where BCE and dice are
     computed on ``num_points`` points drawn uniformly once per image and shared by all predictions
     and targets of that image. Unmatched queries are treated as "no object" by the criterion.
+
+    Non-finite predictions (a diverged model) give non-finite costs; they are replaced by finite
+    stand-ins so that the assignment still runs and the losses, non-finite too, are what reports
+    the divergence (the trainer's check names the iteration and loss terms).
     """
 
     def __init__(
@@ -57,7 +61,9 @@ class HungarianMatcher(nn.Module):
             outputs: ``pred_logits`` [B, Q, K+1] class logits (last = no object) and
                 ``pred_masks`` [B, Q, h, w] mask logits; other keys are ignored.
             targets: B dicts with ``labels`` [M] int64 and ``masks`` [M, H, W] covering the same
-                (padded) image area as ``pred_masks``.
+                (padded) image area as ``pred_masks``, and optionally ``generator``: the
+                ``torch.Generator`` (on the masks' device) the image's points are drawn from
+                (torch's global RNG otherwise).
 
         Returns:
             B pairs (query_indices [m], target_indices [m]) of int64 tensors, m = min(Q, M);
@@ -68,7 +74,9 @@ class HungarianMatcher(nn.Module):
         indices = []
         for b, target in enumerate(targets):
             # One set of points per image, shared by all predictions and targets.
-            point_coords = torch.rand(1, self.num_points, 2, device=pred_masks.device)  # [1, P, 2]
+            point_coords = torch.rand(
+                1, self.num_points, 2, device=pred_masks.device, generator=target.get("generator")
+            )  # [1, P, 2]
             tgt_ids = target["labels"]
             if tgt_ids.numel() == 0:
                 empty = torch.empty(0, dtype=torch.int64)
@@ -95,7 +103,7 @@ class HungarianMatcher(nn.Module):
                 + self.cost_class * cost_class
                 + self.cost_dice * cost_dice
             )  # [Q, M]
-            query_idx, target_idx = linear_sum_assignment(cost.cpu())
+            query_idx, target_idx = linear_sum_assignment(torch.nan_to_num(cost).cpu())
             indices.append(
                 (
                     torch.as_tensor(query_idx, dtype=torch.int64),

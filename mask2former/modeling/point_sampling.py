@@ -9,6 +9,8 @@ run reproduces the official Mask2Former losses.
 Shape shorthand: N masks, P points, C channels.
 """
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -57,6 +59,7 @@ def get_uncertain_point_coords_with_randomness(
     num_points: int,
     oversample_ratio: float,
     importance_sample_ratio: float,
+    generator: Optional[torch.Generator] = None,
 ) -> Tensor:
     """PointRend training-time point selection, with ``calculate_uncertainty`` as the criterion.
 
@@ -70,6 +73,7 @@ def get_uncertain_point_coords_with_randomness(
         num_points: P, the number of points returned per mask.
         oversample_ratio: >= 1, how many candidates to draw per returned point.
         importance_sample_ratio: in [0, 1], share of the points chosen by uncertainty.
+        generator: draws from it instead of torch's global RNG (on the logits' device).
 
     Returns:
         [N, P, 2] point coordinates in [0, 1] x [0, 1].
@@ -83,7 +87,9 @@ def get_uncertain_point_coords_with_randomness(
     num_masks = coarse_logits.shape[0]
     device = coarse_logits.device
     num_sampled = int(num_points * oversample_ratio)
-    point_coords = torch.rand(num_masks, num_sampled, 2, device=device)  # [N, P * ratio, 2]
+    point_coords = torch.rand(
+        num_masks, num_sampled, 2, device=device, generator=generator
+    )  # [N, P * ratio, 2]
     point_logits = point_sample(coarse_logits, point_coords)  # [N, 1, P * ratio]
     # The uncertainty must be computed on the sampled logits, not sampled from a coarse uncertainty
     # map: a point between logits -1 and +1 has logit 0, the most uncertain value.
@@ -93,6 +99,8 @@ def get_uncertain_point_coords_with_randomness(
     idx = torch.topk(point_uncertainties[:, 0, :], k=num_uncertain_points, dim=1)[1]  # [N, Pu]
     point_coords = torch.gather(point_coords, 1, idx[..., None].expand(-1, -1, 2))  # [N, Pu, 2]
     if num_random_points > 0:
-        random_coords = torch.rand(num_masks, num_random_points, 2, device=device)  # [N, Pr, 2]
+        random_coords = torch.rand(
+            num_masks, num_random_points, 2, device=device, generator=generator
+        )  # [N, Pr, 2]
         point_coords = torch.cat([point_coords, random_coords], dim=1)  # [N, P, 2]
     return point_coords

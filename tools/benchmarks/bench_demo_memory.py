@@ -2,9 +2,9 @@
 with N (the demo streams its inputs).
 
 For each N (default 100 and 1000) a folder of N small JPEGs (320x240, random shapes) is made and
-the demo runs over it in a fresh process, with a random-weight instant model
-(``configs/quick_schedules/Panoptic-R50-instant.yaml``), writing pictures and ``--save-json``
-results. The child reports its peak RSS (``ru_maxrss``) and its RSS sampled every 0.25 s (the
+the demo runs over it in a fresh process, with a random-weight model (default
+``configs/quick_schedules/Panoptic-R50-instant.yaml``, or ``--config-file``), writing pictures
+and ``--save-json`` results. The child reports its peak RSS (``ru_maxrss``) and its RSS sampled every 0.25 s (the
 median of each tenth of the run, to show a trend).
 
     python tools/benchmarks/bench_demo_memory.py --out bench_results/demo_memory.json
@@ -56,7 +56,7 @@ def make_images(folder: Path, count: int, width: int, height: int) -> None:
         cv2.imwrite(str(folder / f"{i:06d}.jpg"), image)
 
 
-def make_weights(path: Path) -> None:
+def make_weights(path: Path, config: Path) -> None:
     import torch
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
@@ -65,7 +65,7 @@ def make_weights(path: Path) -> None:
     from mask2former.config import build_config
 
     torch.manual_seed(0)
-    model = build_model(build_config(str(CONFIG), ["MODEL.WEIGHTS", ""]))
+    model = build_model(build_config(str(config), ["MODEL.WEIGHTS", ""]))
     DetectionCheckpointer(model, save_dir=str(path.parent)).save(path.stem)
 
 
@@ -104,7 +104,7 @@ def child(argv: list[str], threads: int) -> None:
 
 
 def run(folder: Path, weights: Path, out: Path, args: argparse.Namespace) -> dict:
-    demo_argv = ["--config-file", str(CONFIG), "--input", str(folder), "--output", str(out)]
+    demo_argv = ["--config-file", str(args.config_file), "--input", str(folder), "--output", str(out)]
     demo_argv += ["--batch-size", str(args.batch_size)]
     demo_argv += ["--save-json"] if args.save_json else []
     demo_argv += ["--opts", "MODEL.WEIGHTS", str(weights)]
@@ -122,6 +122,7 @@ def run(folder: Path, weights: Path, out: Path, args: argparse.Namespace) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--config-file", type=Path, default=CONFIG, help="model (random weights)")
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -138,7 +139,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_demo_memory_") as tmp:
         weights = Path(tmp, "weights", "model.pth")
         weights.parent.mkdir()
-        make_weights(weights)
+        make_weights(weights, args.config_file)
         for size in args.sizes:
             folder = Path(tmp, f"images_{size}")
             make_images(folder, size, args.width, args.height)
@@ -151,7 +152,7 @@ def main() -> None:
         "cpu": cpu_model(),
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "threads": args.threads,
-        "config": str(CONFIG.relative_to(REPO)),
+        "config": str(args.config_file),
         "image_size": [args.height, args.width],
         "batch_size": args.batch_size,
         "save_json": args.save_json,

@@ -161,15 +161,37 @@ class SetCriterion(nn.Module):
         target_masks = target_masks[:, None]  # [N, 1, H, W]
 
         with torch.no_grad():
-            point_coords = get_uncertain_point_coords_with_randomness(
-                src_masks, self.num_points, self.oversample_ratio, self.importance_sample_ratio
-            )  # [N, P, 2]
+            point_coords = self._point_coords(src_masks, targets, indices)  # [N, P, 2]
             point_labels = point_sample(target_masks, point_coords).squeeze(1)  # [N, P]
         point_logits = point_sample(src_masks, point_coords).squeeze(1)  # [N, P]
         return {
             "loss_mask": sigmoid_ce_loss(point_logits, point_labels, num_masks),
             "loss_dice": dice_loss(point_logits, point_labels, num_masks),
         }
+
+    def _point_coords(
+        self, src_masks: Tensor, targets: List[Dict[str, Tensor]], indices: Indices
+    ) -> Tensor:
+        """Importance-sampled points [N, P, 2] of the matched masks ``src_masks`` [N, 1, h, w];
+        those of an image whose target has a ``generator`` are drawn from it, per image."""
+        if not any("generator" in t for t in targets):
+            return get_uncertain_point_coords_with_randomness(
+                src_masks, self.num_points, self.oversample_ratio, self.importance_sample_ratio
+            )
+        per_image = src_masks.split([len(src) for src, _ in indices])  # masks of image b first
+        return torch.cat(
+            [
+                get_uncertain_point_coords_with_randomness(
+                    masks,
+                    self.num_points,
+                    self.oversample_ratio,
+                    self.importance_sample_ratio,
+                    generator=target.get("generator"),
+                )
+                for masks, target in zip(per_image, targets)
+                if len(masks)
+            ]
+        )
 
     @staticmethod
     def _src_permutation_idx(indices: Indices) -> Tuple[Tensor, Tensor]:
@@ -218,7 +240,9 @@ class SetCriterion(nn.Module):
             outputs: ``pred_logits`` [B, Q, K+1], ``pred_masks`` [B, Q, h, w] and optionally
                 ``aux_outputs``: a list of dicts with the same two keys.
             targets: B dicts with ``labels`` [M] int64 and ``masks`` [M, H, W] (bool or float)
-                covering the same (padded) image area as ``pred_masks``.
+                covering the same (padded) image area as ``pred_masks``, and optionally
+                ``generator``: the image's ``torch.Generator`` for the random points of the
+                matcher and of the mask losses (torch's global RNG otherwise).
 
         Returns:
             Unweighted losses ``loss_ce``, ``loss_mask``, ``loss_dice`` and, for every aux

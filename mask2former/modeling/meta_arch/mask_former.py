@@ -128,7 +128,8 @@ class MaskFormer(nn.Module):
             batched_inputs: one dict per image (detectron2 mapper output) with ``image`` [3, H, W]
                 (0..255, the channel order of ``pixel_mean``), for training ``instances``
                 (``gt_classes`` [M], ``gt_masks`` BitMasks or [M, H, W]), and optionally the output
-                size ``height``/``width`` for inference.
+                size ``height``/``width`` for inference, and optionally ``sample_seed`` (int,
+                training: the seed of the image's random point sampling).
 
         Returns:
             Training: dict of weighted losses (only those named in ``criterion.weight_dict``).
@@ -176,7 +177,8 @@ class MaskFormer(nn.Module):
         self, batched_inputs: List[Dict[str, Any]], images: ImageList
     ) -> List[Dict[str, Tensor]]:
         """Criterion targets: ``labels`` [M] and ``masks`` [M, H_pad, W_pad] zero-padded like the
-        images."""
+        images; with ``generator`` (a ``torch.Generator`` seeded with it) when the input has a
+        ``sample_seed``."""
         h_pad, w_pad = images.tensor.shape[-2:]
         targets = []
         for i, x in enumerate(batched_inputs):
@@ -193,7 +195,10 @@ class MaskFormer(nn.Module):
                 )
             padded_masks = gt_masks.new_zeros((gt_masks.shape[0], h_pad, w_pad))  # [M, Hp, Wp]
             padded_masks[:, : gt_masks.shape[1], : gt_masks.shape[2]] = gt_masks
-            targets.append({"labels": instances.gt_classes, "masks": padded_masks})
+            target = {"labels": instances.gt_classes, "masks": padded_masks}
+            if "sample_seed" in x:  # the image's own random points (mask2former.data.samplers)
+                target["generator"] = torch.Generator(self.device).manual_seed(x["sample_seed"])
+            targets.append(target)
         return targets
 
     def inference_single(
