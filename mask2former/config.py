@@ -12,14 +12,13 @@ by :func:`validate_maskformer2_config`, which warns when they hold a value that 
 import logging
 from typing import Sequence, Set
 
-import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 from detectron2.projects.deeplab import add_deeplab_config
-from detectron2.utils import comm
 
 from .config_errors import merge_config_file, merge_config_opts
 from .utils.detectron2_pin import check_detectron2_version
+from .utils.device import fall_back_to_cpu_without_cuda
 
 __all__ = [
     "COMPATIBILITY_ONLY_KEYS",
@@ -364,39 +363,6 @@ def default_config() -> CN:
     add_maskformer2_config(cfg)
     add_maskformer2_video_config(cfg)
     return cfg
-
-
-def _why_no_cuda() -> str:
-    if torch.version.cuda is None:
-        return f"PyTorch {torch.__version__} is built without CUDA"
-    return f"PyTorch {torch.__version__} finds no NVIDIA GPU or driver"
-
-
-def fall_back_to_cpu_without_cuda(cfg: CN) -> None:
-    """Set ``MODEL.DEVICE`` to ``"cpu"`` (in place) when it names CUDA and CUDA is not available.
-
-    detectron2's default and the official YAML files mean ``MODEL.DEVICE: cuda``; this lets them
-    run unchanged on a machine without a GPU. The change is logged as one warning saying what
-    was asked and what is used, by the main process only (each process of a multi-process CPU
-    launch falls back the same way). Any other device (``cpu``, or CUDA when available) is kept.
-
-    Raises:
-        ValueError: naming ``MODEL.DEVICE`` when it is not a device PyTorch knows.
-    """
-    requested = cfg.MODEL.DEVICE
-    try:
-        device_type = torch.device(requested).type
-    except RuntimeError as e:  # e.g. "gpu"
-        raise ValueError(f"Unsupported config value MODEL.DEVICE={requested!r}: {e}") from None
-    if device_type != "cuda" or torch.cuda.is_available():
-        return
-    cfg.MODEL.DEVICE = "cpu"
-    if comm.get_rank() == 0:
-        logger.warning(
-            "MODEL.DEVICE=%r asked, but CUDA is not available (%s): using MODEL.DEVICE='cpu'.",
-            requested,
-            _why_no_cuda(),
-        )
 
 
 def build_config(config_file: str, opts: Sequence[str] = ()) -> CN:
