@@ -18,6 +18,7 @@ from detectron2.modeling import build_model
 from torch import Tensor
 
 from ..config import default_config
+from ..config_errors import merge_config_file
 from .config import (
     UnsupportedConfigError,
     cfg_overrides_from_hf,
@@ -151,7 +152,7 @@ def _base_cfg(hf_model: Any, base_config: Optional[str]) -> CfgNode:
     cfg = default_config()
     embedded = getattr(hf_model.config, EMBEDDED_CONFIG_KEY, None)
     if base_config:
-        cfg.merge_from_file(base_config)
+        merge_config_file(cfg, base_config)  # safe YAML, errors naming the key and file
     elif embedded:
         cfg.merge_from_other_cfg(CfgNode.load_cfg(embedded))
     else:
