@@ -4,8 +4,8 @@ with N (the demo streams its inputs).
 For each N (default 100 and 1000) a folder of N small JPEGs (320x240, random shapes) is made and
 the demo runs over it in a fresh process, with a random-weight model (default
 ``configs/quick_schedules/Panoptic-R50-instant.yaml``, or ``--config-file``), writing pictures
-and ``--save-json`` results. The child reports its peak RSS (``ru_maxrss``) and its RSS sampled every 0.25 s (the
-median of each tenth of the run, to show a trend).
+and ``--save-json`` results. The child reports its peak RSS (``ru_maxrss``) and its RSS sampled
+every 0.25 s (the median of each tenth of the run, to show a trend).
 
     python tools/benchmarks/bench_demo_memory.py --out bench_results/demo_memory.json
     python tools/benchmarks/bench_demo_memory.py --sizes 100 1000 10000 --threads 2
@@ -104,7 +104,14 @@ def child(argv: list[str], threads: int) -> None:
 
 
 def run(folder: Path, weights: Path, out: Path, args: argparse.Namespace) -> dict:
-    demo_argv = ["--config-file", str(args.config_file), "--input", str(folder), "--output", str(out)]
+    demo_argv = [
+        "--config-file",
+        str(args.config_file),
+        "--input",
+        str(folder),
+        "--output",
+        str(out),
+    ]
     demo_argv += ["--batch-size", str(args.batch_size)]
     demo_argv += ["--save-json"] if args.save_json else []
     demo_argv += ["--opts", "MODEL.WEIGHTS", str(weights)]
