@@ -8,7 +8,8 @@ detectron2 object is used):
   LR scheduler, checkpointer with the trainer's state, hooks) through the documented classmethods
   overridden below: the train mapper comes from ``mask2former.data.mappers.registry``
   (``INPUT.DATASET_MAPPER_NAME``); the test loader is detectron2's default ``DatasetMapper``
-  (resize only), as in the official code; evaluators come from
+  (resize only), as in the official code; a video meta-architecture (``VideoMaskFormer``) gets
+  clip mappers instead (``build_video_dataset_mapper``); evaluators come from
   ``mask2former.evaluation.build_evaluator`` (by the dataset's ``evaluator_type``); optimizer and
   schedule from ``mask2former.solver``.
 - precision: ``SOLVER.AMP.{ENABLED,DTYPE}`` keep detectron2's own loops (``AMPTrainer`` on CUDA,
@@ -137,12 +138,23 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode) -> Iterable[Any]:
-        from mask2former.data.mappers.registry import build_dataset_mapper
+        from mask2former.data.mappers import build_dataset_mapper, build_video_dataset_mapper
+        from mask2former.modeling.meta_arch import is_video_meta_architecture
 
-        return build_detection_train_loader(cfg, mapper=build_dataset_mapper(cfg, is_train=True))
+        if is_video_meta_architecture(cfg.MODEL.META_ARCHITECTURE):  # clips of a video model
+            mapper = build_video_dataset_mapper(cfg, cfg.DATASETS.TRAIN[0], is_train=True)
+        else:
+            mapper = build_dataset_mapper(cfg, is_train=True)
+        return build_detection_train_loader(cfg, mapper=mapper)
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> Iterable[Any]:
+        from mask2former.data.mappers import build_video_dataset_mapper
+        from mask2former.modeling.meta_arch import is_video_meta_architecture
+
+        if is_video_meta_architecture(cfg.MODEL.META_ARCHITECTURE):  # every frame of a video
+            mapper = build_video_dataset_mapper(cfg, dataset_name, is_train=False)
+            return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
         # detectron2's default DatasetMapper(cfg, is_train=False): read + ResizeShortestEdge
         # (INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST); evaluators read the ground truth from files.
         return build_detection_test_loader(cfg, dataset_name)

@@ -16,12 +16,20 @@ from .point_sampling import point_sample
 __all__ = ["HungarianMatcher"]
 
 
+def _with_frame_axis(masks: Tensor) -> Tensor:
+    """[N, H, W] image masks -> [N, 1, H, W]; [N, T, H, W] clip masks are returned as they are."""
+    return masks[:, None] if masks.dim() == 3 else masks
+
+
 class HungarianMatcher(nn.Module):
     """One-to-one assignment of queries to ground-truth masks, minimising a weighted cost.
 
     cost = cost_class * (-p[gt class]) + cost_mask * BCE + cost_dice * dice, where BCE and dice are
     computed on ``num_points`` points drawn uniformly once per image and shared by all predictions
     and targets of that image. Unmatched queries are treated as "no object" by the criterion.
+
+    Clips (Video Mask2Former, whose official ``VideoHungarianMatcher`` this also is): masks of
+    T frames are compared on the same points in every frame, i.e. on T * ``num_points`` values.
     """
 
     def __init__(
@@ -55,9 +63,10 @@ class HungarianMatcher(nn.Module):
         """
         Args:
             outputs: ``pred_logits`` [B, Q, K+1] class logits (last = no object) and
-                ``pred_masks`` [B, Q, h, w] mask logits; other keys are ignored.
-            targets: B dicts with ``labels`` [M] int64 and ``masks`` [M, H, W] covering the same
-                (padded) image area as ``pred_masks``.
+                ``pred_masks`` [B, Q, h, w] mask logits, or [B, Q, T, h, w] for clips; other keys
+                are ignored.
+            targets: B dicts with ``labels`` [M] int64 and ``masks`` [M, H, W] (clips:
+                [M, T, H, W]) covering the same (padded) image area as ``pred_masks``.
 
         Returns:
             B pairs (query_indices [m], target_indices [m]) of int64 tensors, m = min(Q, M);
@@ -79,14 +88,14 @@ class HungarianMatcher(nn.Module):
                 out_prob = pred_logits[b].float().softmax(-1)  # [Q, K+1]
                 cost_class = -out_prob[:, tgt_ids]  # [Q, M]
 
-                out_mask = pred_masks[b].float()[:, None]  # [Q, 1, h, w]
-                tgt_mask = target["masks"].to(out_mask)[:, None]  # [M, 1, H, W]
+                out_mask = _with_frame_axis(pred_masks[b].float())  # [Q, T, h, w], T = 1: image
+                tgt_mask = _with_frame_axis(target["masks"].to(out_mask))  # [M, T, H, W]
                 out_points = point_sample(
                     out_mask, point_coords.expand(out_mask.shape[0], -1, -1)
-                ).squeeze(1)  # [Q, P]
+                ).flatten(1)  # [Q, T, P] -> [Q, T*P]
                 tgt_points = point_sample(
                     tgt_mask, point_coords.expand(tgt_mask.shape[0], -1, -1)
-                ).squeeze(1)  # [M, P]
+                ).flatten(1)  # [M, T, P] -> [M, T*P]
                 cost_mask = batch_sigmoid_ce_loss(out_points, tgt_points)  # [Q, M]
                 cost_dice = batch_dice_loss(out_points, tgt_points)  # [Q, M]
 

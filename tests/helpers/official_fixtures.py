@@ -1,5 +1,5 @@
-"""The official-implementation fixtures in ``tests/fixtures/official_tiny{,_swin}``: their configs
-and the comparison of post-processed results with the official ones."""
+"""The official-implementation fixtures in ``tests/fixtures/official_tiny{,_swin,_video}``: their
+configs and the comparison of post-processed results with the official ones."""
 
 import json
 from pathlib import Path
@@ -9,9 +9,11 @@ from detectron2.config import CfgNode, get_cfg
 from detectron2.structures import BitMasks, Instances
 
 from mask2former.config import add_maskformer2_config
+from mask2former.video_config import add_maskformer2_video_config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 OFFICIAL_FIXTURES = ("official_tiny", "official_tiny_swin")
+VIDEO_FIXTURE = FIXTURES / "official_tiny_video"
 
 
 def official_cfg(fixture_dir: Path) -> CfgNode:
@@ -19,6 +21,14 @@ def official_cfg(fixture_dir: Path) -> CfgNode:
     cfg = get_cfg()
     add_maskformer2_config(cfg)
     cfg.merge_from_file(str(fixture_dir / "config_full.yaml"))
+    return cfg
+
+
+def official_video_cfg() -> CfgNode:
+    """The video fixture's full official config merged on our defaults with the video keys."""
+    cfg = get_cfg()
+    add_maskformer2_video_config(cfg)
+    cfg.merge_from_file(str(VIDEO_FIXTURE / "config_full.yaml"))
     return cfg
 
 
