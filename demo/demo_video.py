@@ -28,14 +28,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import CfgNode  # noqa: E402
-from detectron2.data import transforms as T  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
 from detectron2.utils.colormap import colormap  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from detectron2.utils.visualizer import ColorMode, Visualizer  # noqa: E402
-from predictor import metadata_for, read_video_frames  # noqa: E402
+from predictor import BatchPredictor, metadata_for, read_video_frames  # noqa: E402
 
 import mask2former  # noqa: E402,F401  (registers the model)
 from mask2former.config import build_config  # noqa: E402
@@ -102,30 +99,25 @@ def read_frames(inputs: Sequence[str]) -> Tuple[List[np.ndarray], float]:
 
 
 class VideoPredictor:
-    """Loads ``cfg.MODEL.WEIGHTS`` and predicts on a whole video (BGR uint8 frames), each frame
-    resized with ``ResizeShortestEdge(INPUT.MIN_SIZE_TEST, INPUT.MAX_SIZE_TEST)``; results at the
-    original size (the official result dict)."""
+    """Predicts on a whole video (BGR uint8 frames): the image demo's predictor loads
+    ``cfg.MODEL.WEIGHTS`` and gives the test resize (``ResizeShortestEdge(INPUT.MIN_SIZE_TEST,
+    INPUT.MAX_SIZE_TEST)``, the same for every frame) and channel order; results at the original
+    size (the official result dict)."""
 
     def __init__(self, cfg: CfgNode) -> None:
-        self.model = build_model(cfg).eval()
-        DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
-        self.aug = T.ResizeShortestEdge(
-            [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
-        )
-        if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
-            raise ValueError(f"INPUT.FORMAT must be RGB or BGR, got {cfg.INPUT.FORMAT!r}")
-        self.input_format = cfg.INPUT.FORMAT
+        self.predictor = BatchPredictor(cfg, batch_size=1)
 
     @torch.no_grad()
     def __call__(self, frames_bgr: Sequence[np.ndarray]) -> Dict[str, Any]:
+        predictor = self.predictor
         height, width = frames_bgr[0].shape[:2]
-        transform = self.aug.get_transform(frames_bgr[0])
+        transform = predictor.aug.get_transform(frames_bgr[0])
         tensors = []
         for frame in frames_bgr:
-            image = frame[:, :, ::-1] if self.input_format == "RGB" else frame
+            image = frame[:, :, ::-1] if predictor.input_format == "RGB" else frame
             image = transform.apply_image(image)
             tensors.append(torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))))
-        return self.model([{"image": tensors, "height": height, "width": width}])
+        return predictor.model([{"image": tensors, "height": height, "width": width}])
 
 
 def draw_tracks(

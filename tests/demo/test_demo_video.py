@@ -1,8 +1,6 @@
 """The video demo (demo/demo_video.py) writes an overlaid video for a generated clip, from an mp4
 or a folder of frames; the test reads it back and checks its frame count and size."""
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import List
 
@@ -13,23 +11,14 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
+from tests.helpers.demo_modules import load_demo_module
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs/quick_schedules/VIS-R50-instant.yaml"
 FRAMES, HEIGHT, WIDTH = 4, 96, 128  # even sides: what mp4v encodes exactly
 
 
-def _load_demo_module(name: str):
-    sys.path.insert(0, str(REPO / "demo"))
-    try:
-        spec = importlib.util.spec_from_file_location(name, REPO / "demo" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(REPO / "demo"))
-
-
-demo_video = _load_demo_module("demo_video")
+demo_video = load_demo_module("demo_video")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,9 @@ configs and the comparison of post-processed results with the official ones."""
 
 import json
 from pathlib import Path
+from typing import Dict
 
+import pytest
 import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.structures import BitMasks, Instances
@@ -73,3 +75,20 @@ def assert_matches_official(
         instances.pred_boxes.tensor,
         BitMasks(instances.pred_masks.bool()).get_bounding_boxes().tensor,
     )
+
+
+def assert_losses_match(
+    losses: Dict[str, torch.Tensor], reference: Dict, same_seed: bool = False
+) -> None:
+    """Each loss (and the total) within mean +- 3 std of the official ``loss.json``; with
+    ``same_seed``, also equal to the official seed-0 value (same random draws in the same order).
+    """
+    assert set(losses) == set(reference["seed0"])
+    for key, value in losses.items():
+        mean, std = reference["mean"][key], reference["std"][key]
+        assert abs(value.item() - mean) <= 3 * std + 1e-5 * abs(mean), (key, value.item(), mean)
+    total = sum(v.item() for v in losses.values())
+    assert abs(total - reference["total_mean"]) <= 3 * reference["total_std"] + 1e-4
+    if same_seed:
+        for key, value in losses.items():
+            assert value.item() == pytest.approx(reference["seed0"][key], rel=1e-5), key
