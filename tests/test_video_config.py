@@ -267,6 +267,7 @@ def test_video_recipe_values(name: str) -> None:
         ("INPUT.MIN_SIZE_TRAIN_SAMPLING", "choice_by_video"),
         ("INPUT.RANDOM_FLIP", "flip_by_video"),
         ("MODEL.MASK_FORMER.TEST.WINDOW_SIZE", 0),
+        ("MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE", "res5"),
     ],
 )
 def test_validate_rejects_bad_video_value(key: str, value: Any) -> None:
