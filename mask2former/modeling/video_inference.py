@@ -24,6 +24,7 @@ __all__ = [
     "padded_size",
     "top_predictions",
     "video_result",
+    "windowed_masks",
 ]
 
 # Predictions kept per video, as the official inference (a constant there).
