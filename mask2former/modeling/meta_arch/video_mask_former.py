@@ -83,13 +83,16 @@ class VideoMaskFormer(nn.Module):
         super().__init__()
         if window_size < 1:
             raise ValueError(f"window_size must be >= 1, got {window_size}")
-        if window_inference and not callable(
-            getattr(sem_seg_head.predictor, "forward_queries", None)
+        predictor = getattr(sem_seg_head, "predictor", None)
+        if window_inference and not (
+            callable(getattr(sem_seg_head, "predictor_inputs", None))
+            and callable(getattr(predictor, "forward_queries", None))
         ):
             raise ValueError(
-                "window inference needs a transformer decoder with forward_queries() (e.g. "
-                f"VideoMultiScaleMaskedTransformerDecoder), got "
-                f"{type(sem_seg_head.predictor).__name__}"
+                "window inference needs a head with predictor_inputs() (MaskFormerHead) and a "
+                "transformer decoder with forward_queries() (e.g. "
+                f"VideoMultiScaleMaskedTransformerDecoder), got {type(sem_seg_head).__name__} "
+                f"with {type(predictor).__name__}"
             )
         self.backbone = backbone
         self.sem_seg_head = sem_seg_head
