@@ -7,7 +7,6 @@
 """
 
 import argparse
-import glob
 import logging
 import os
 import sys
@@ -22,7 +21,9 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 from predictor import (  # noqa: E402
     BatchPredictor,
     draw_prediction,
+    expand_patterns,
     metadata_for,
+    read_images,
     read_video_frames,
 )
 
@@ -48,16 +49,6 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _expand(patterns: list[str]) -> list[str]:
-    paths: list[str] = []
-    for pattern in patterns:
-        matched = sorted(glob.glob(os.path.expanduser(pattern)))
-        if not matched:
-            raise FileNotFoundError(f"--input {pattern!r} matches no file")
-        paths.extend(matched)
-    return paths
-
-
 def main(argv: list[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
     setup_logger(name="mask2former")
@@ -68,14 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     metadata = metadata_for(cfg)
 
     if args.input:
-        paths = _expand(args.input)
+        paths = expand_patterns(args.input)
         os.makedirs(args.output, exist_ok=True)
-        images = []
-        for path in paths:
-            image = cv2.imread(path, cv2.IMREAD_COLOR)
-            if image is None:
-                raise ValueError(f"cannot read image {path!r}")
-            images.append(image)
+        images = read_images(paths)
         start = time.perf_counter()
         for path, (image, pred) in zip(paths, predictor.predict_stream(images)):
             out = os.path.join(args.output, os.path.basename(path))

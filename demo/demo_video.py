@@ -15,7 +15,6 @@ backbone N at a time: ``MODEL.MASK_FORMER.TEST.WINDOW_INFERENCE``). Each predict
 """
 
 import argparse
-import glob
 import logging
 import os
 import sys
@@ -32,7 +31,13 @@ from detectron2.config import CfgNode  # noqa: E402
 from detectron2.utils.colormap import colormap  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from detectron2.utils.visualizer import ColorMode, Visualizer  # noqa: E402
-from predictor import BatchPredictor, metadata_for, read_video_frames  # noqa: E402
+from predictor import (  # noqa: E402
+    BatchPredictor,
+    expand_patterns,
+    metadata_for,
+    read_images,
+    read_video_frames,
+)
 
 import mask2former  # noqa: E402,F401  (registers the model)
 from mask2former.config import build_config  # noqa: E402
@@ -81,18 +86,8 @@ def read_frames(inputs: Sequence[str]) -> Tuple[List[np.ndarray], float]:
         if not paths:
             raise FileNotFoundError(f"folder {inputs[0]!r} has no {IMAGE_SUFFIXES} frames")
     else:
-        paths = []
-        for pattern in inputs:
-            matched = sorted(glob.glob(os.path.expanduser(pattern)))
-            if not matched:
-                raise FileNotFoundError(f"--input {pattern!r} matches no file")
-            paths.extend(matched)
-    frames = []
-    for path in paths:
-        frame = cv2.imread(path, cv2.IMREAD_COLOR)
-        if frame is None:
-            raise ValueError(f"cannot read frame {path!r}")
-        frames.append(frame)
+        paths = expand_patterns(inputs)
+    frames = read_images(paths)
     if any(f.shape != frames[0].shape for f in frames):
         raise ValueError(f"frames of {inputs} differ in size: a video has one frame size")
     return frames, 0.0

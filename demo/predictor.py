@@ -1,6 +1,8 @@
 # Batched inference and visualisation for the demo. Detectron2's DefaultPredictor runs one image
 # at a time; BatchPredictor runs the network once per batch of images.
+import glob
 import logging
+import os
 from collections.abc import Iterable, Iterator
 
 import cv2
@@ -96,3 +98,25 @@ def read_video_frames(path: str) -> Iterator[np.ndarray]:
             yield frame
     finally:
         capture.release()
+
+
+def expand_patterns(patterns: Iterable[str]) -> list[str]:
+    """The files of paths or glob patterns, each pattern's matches sorted, in the given order."""
+    paths: list[str] = []
+    for pattern in patterns:
+        matched = sorted(glob.glob(os.path.expanduser(pattern)))
+        if not matched:
+            raise FileNotFoundError(f"--input {pattern!r} matches no file")
+        paths.extend(matched)
+    return paths
+
+
+def read_images(paths: Iterable[str]) -> list[np.ndarray]:
+    """BGR uint8 images [H, W, 3] of ``paths``; an unreadable file is an error naming it."""
+    images = []
+    for path in paths:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"cannot read image {path!r}")
+        images.append(image)
+    return images

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
+from bench_common import machine_facts, write_results
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs/youtubevis_2019/video_maskformer2_R50_bs16_8ep.yaml"
@@ -143,6 +144,7 @@ def main() -> None:
             run["vs_whole"] = compare(whole_out, out)
             runs.append(run)
     results = {
+        **machine_facts(),
         "config": str(CONFIG.relative_to(REPO)),
         "video": {"frames": args.frames, "height": args.height, "width": args.width},
         "threads": args.threads,
@@ -150,11 +152,7 @@ def main() -> None:
         "torch": torch.__version__,
         "runs": runs,
     }
-    text = json.dumps(results, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    write_results(results, args.out)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from ..video_inference import (
     video_result,
     windowed_masks,
 )
+from .base import MaskClassificationModel
 
 __all__ = ["VideoMaskFormer", "is_video_meta_architecture"]
 
@@ -39,7 +40,7 @@ def is_video_meta_architecture(name: str) -> bool:
 
 
 @META_ARCH_REGISTRY.register()
-class VideoMaskFormer(nn.Module):
+class VideoMaskFormer(MaskClassificationModel):
     """Video instance segmentation by mask classification.
 
     Training: ``forward`` returns the weighted losses of ``criterion`` on clips of ``num_frames``
@@ -80,7 +81,6 @@ class VideoMaskFormer(nn.Module):
             window_inference: bound the memory of inference (see the class docstring).
             window_size: frames per window.
         """
-        super().__init__()
         if window_size < 1:
             raise ValueError(f"window_size must be >= 1, got {window_size}")
         predictor = getattr(sem_seg_head, "predictor", None)
@@ -94,15 +94,10 @@ class VideoMaskFormer(nn.Module):
                 f"VideoMultiScaleMaskedTransformerDecoder), got {type(sem_seg_head).__name__} "
                 f"with {type(predictor).__name__}"
             )
-        self.backbone = backbone
-        self.sem_seg_head = sem_seg_head
-        self.criterion = criterion
+        super().__init__(
+            backbone, sem_seg_head, criterion, size_divisibility, pixel_mean, pixel_std
+        )
         self.num_frames = num_frames
-        if size_divisibility < 0:
-            size_divisibility = self.backbone.size_divisibility
-        self.size_divisibility = size_divisibility
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self.test_topk_per_video = test_topk_per_video
         self.window_inference = window_inference
         self.window_size = window_size
@@ -126,10 +121,6 @@ class VideoMaskFormer(nn.Module):
             "window_inference": mf.TEST.WINDOW_INFERENCE,
             "window_size": mf.TEST.WINDOW_SIZE,
         }
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
 
     def forward(self, batched_inputs: List[Dict[str, Any]]) -> Any:
         """
@@ -162,10 +153,6 @@ class VideoMaskFormer(nn.Module):
             return self.inference_windows(frames, (height, width))
         return self.inference_video(frames, (height, width))
 
-    def normalize(self, frames: Sequence[Tensor]) -> List[Tensor]:
-        """[3, H, W] frames (0..255) on the model's device, normalised."""
-        return [(x.to(self.device) - self.pixel_mean) / self.pixel_std for x in frames]
-
     def forward_train(self, batched_inputs: List[Dict[str, Any]]) -> Dict[str, Tensor]:
         """Weighted losses of a batch of clips of ``num_frames`` frames each."""
         for i, video in enumerate(batched_inputs):
@@ -175,11 +162,9 @@ class VideoMaskFormer(nn.Module):
                     f"num_frames={self.num_frames} (INPUT.SAMPLING_FRAME_NUM)"
                 )
         frames = [frame for video in batched_inputs for frame in video["image"]]
-        images = ImageList.from_tensors(self.normalize(frames), self.size_divisibility)
+        images = self.preprocess(frames)
         outputs = self.sem_seg_head(self.backbone(images.tensor))
-        losses = self.criterion(outputs, self.prepare_targets(batched_inputs, images))
-        weight_dict = self.criterion.weight_dict
-        return {k: v * weight_dict[k] for k, v in losses.items() if k in weight_dict}
+        return self.losses(outputs, self.prepare_targets(batched_inputs, images))
 
     def prepare_targets(
         self, batched_inputs: List[Dict[str, Any]], images: ImageList
@@ -219,7 +204,7 @@ class VideoMaskFormer(nn.Module):
 
     def inference_video(self, frames: List[Tensor], output_size: Tuple[int, int]) -> Dict[str, Any]:
         """The official inference: all frames through the model at once."""
-        images = ImageList.from_tensors(self.normalize(frames), self.size_divisibility)
+        images = self.preprocess(frames)
         outputs = self.sem_seg_head(self.backbone(images.tensor))
         scores, labels, queries = top_predictions(
             outputs["pred_logits"][0], self.test_topk_per_video
