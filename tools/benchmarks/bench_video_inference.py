@@ -95,8 +95,12 @@ def run_mode(args: argparse.Namespace, window_size: int, out: Path) -> Dict[str,
     completed = subprocess.run(command, capture_output=True, text=True, preexec_fn=limit)
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
     if completed.returncode != 0 or not lines:
-        tail = completed.stderr.strip().splitlines()[-3:]
-        return {"window_size": window_size or None, "error": " | ".join(tail)}
+        if completed.returncode < 0:  # e.g. SIGKILL from the kernel's (or a watchdog's) OOM kill
+            error = f"killed by signal {-completed.returncode}"
+        else:
+            errors = [line for line in completed.stderr.splitlines() if "Error" in line]
+            error = " | ".join(errors[-3:] or completed.stderr.strip().splitlines()[-3:])
+        return {"window_size": window_size or None, "error": error}
     return json.loads(lines[-1])
 
 
