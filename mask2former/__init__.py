@@ -7,7 +7,7 @@ decoders, head, meta-architecture), the builtin datasets (image and video) and t
 from . import data, evaluation, modeling  # noqa: F401
 from .config import add_maskformer2_config, validate_maskformer2_config
 from .evaluation import InstanceSegEvaluator, YTVISEvaluator, build_evaluator
-from .modeling.meta_arch import MaskFormer, SemanticSegmentorWithTTA
+from .modeling.meta_arch import MaskFormer, SemanticSegmentorWithTTA, VideoMaskFormer
 from .video_config import add_maskformer2_video_config, validate_maskformer2_video_config
 
 __version__ = "0.1.0"
@@ -15,6 +15,7 @@ __all__ = [
     "InstanceSegEvaluator",
     "MaskFormer",
     "SemanticSegmentorWithTTA",
+    "VideoMaskFormer",
     "YTVISEvaluator",
     "add_maskformer2_config",
     "add_maskformer2_video_config",

@@ -33,6 +33,8 @@ CLIP_RESIZE_SAMPLING: Tuple[str, ...] = ("range", "choice", "range_by_clip", "ch
 # INPUT.RANDOM_FLIP of the video mappers: "flip_by_clip" is one horizontal flip decision per clip,
 # "horizontal"/"vertical" one per frame (as officially), "none" never flips.
 CLIP_FLIP_MODES: Tuple[str, ...] = ("none", "horizontal", "vertical", "flip_by_clip")
+# The clip transformer decoder of the official video recipes.
+VIDEO_DECODER = "VideoMultiScaleMaskedTransformerDecoder"
 # detectron2's RandomCrop types.
 _CROP_TYPES: Tuple[str, ...] = ("relative_range", "relative", "absolute", "absolute_range")
 
@@ -112,3 +114,11 @@ def validate_maskformer2_video_config(cfg: CN) -> None:
         _check(crop in _CROP_TYPES, "INPUT.CROP.TYPE", crop, f"must be one of {_CROP_TYPES}")
     window = cfg.MODEL.MASK_FORMER.TEST.WINDOW_SIZE
     _check(window >= 1, "MODEL.MASK_FORMER.TEST.WINDOW_SIZE", window, "must be >= 1")
+    mf = cfg.MODEL.MASK_FORMER
+    if mf.TRANSFORMER_DECODER_NAME == VIDEO_DECODER:
+        _check(
+            mf.TRANSFORMER_IN_FEATURE == "multi_scale_pixel_decoder",
+            "MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE",
+            mf.TRANSFORMER_IN_FEATURE,
+            f"{VIDEO_DECODER} needs 'multi_scale_pixel_decoder'",
+        )

@@ -12,6 +12,20 @@ FIXTURES = Path(__file__).parent / "fixtures"
 torch.set_num_threads(int(os.environ.get("M2F_TEST_THREADS", "2")))
 
 
+# Weight initialisers filled in place; a structural build test does not need their random values,
+# and skipping them makes the 200M-parameter Swin-L builds take a fraction of the time.
+_INITIALISERS = (
+    "trunc_normal_",
+    "normal_",
+    "uniform_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "constant_",
+)
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
@@ -37,3 +51,10 @@ def mask2former_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCapt
 def no_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     """A machine without CUDA, even where the tests run on one."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.fixture
+def no_init(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weight initialisers do nothing (for tests of model structure only)."""
+    for name in _INITIALISERS:
+        monkeypatch.setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)

@@ -8,49 +8,27 @@ import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.modeling import build_model
 
-import mask2former  # noqa: F401  (registers the model)
-from mask2former.config import add_maskformer2_config
+from mask2former import add_maskformer2_config, add_maskformer2_video_config
+from mask2former.modeling import VideoMaskFormer, VideoMultiScaleMaskedTransformerDecoder
 
 REPO = Path(__file__).resolve().parents[1]
 # Base-*.yaml files hold a dataset's and task's shared keys, not a model (merged in test_config.py).
-# The video recipes (configs/youtubevis_*) build a VideoMaskFormer: see tests/test_video_config.py.
-RECIPES = sorted(
-    p
-    for p in (REPO / "configs").rglob("*.yaml")
-    if not p.name.startswith("Base-")
-    and not p.relative_to(REPO / "configs").parts[0].startswith("youtubevis_")
-)
-# Weight initialisers filled in place; a structural build test does not need their random values,
-# and skipping them makes the 200M-parameter Swin-L builds take a fraction of the time.
-_INITIALISERS = (
-    "trunc_normal_",
-    "normal_",
-    "uniform_",
-    "xavier_uniform_",
-    "xavier_normal_",
-    "kaiming_uniform_",
-    "kaiming_normal_",
-    "constant_",
-)
+# The video recipes (configs/youtubevis_*, quick_schedules/VIS-*) build a VideoMaskFormer.
+RECIPES = sorted(p for p in (REPO / "configs").rglob("*.yaml") if not p.name.startswith("Base-"))
 
 
 def _load(path: Path) -> CfgNode:
     cfg = get_cfg()
     add_maskformer2_config(cfg)
+    add_maskformer2_video_config(cfg)  # as every entry point (mask2former.config.build_config)
     cfg.merge_from_file(str(path))
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = ""
     return cfg
 
 
-@pytest.fixture
-def no_init(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in _INITIALISERS:
-        monkeypatch.setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
-
-
 def test_config_tree_found() -> None:
-    assert len(RECIPES) >= 47
+    assert len(RECIPES) >= 47 + 12  # the official image and video recipes, and ours
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(REPO / "configs")))
@@ -63,6 +41,10 @@ def test_every_config_builds(path: Path, no_init: None) -> None:
     # DEC_LAYERS counts the prediction from the learned queries plus the decoder layers.
     assert len(predictor.transformer_cross_attention_layers) == cfg.MODEL.MASK_FORMER.DEC_LAYERS - 1
     assert set(model.backbone.output_shape()) >= set(cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES)
+    if cfg.MODEL.META_ARCHITECTURE == "VideoMaskFormer":
+        assert isinstance(model, VideoMaskFormer)
+        assert isinstance(predictor, VideoMultiScaleMaskedTransformerDecoder)
+        assert model.num_frames == predictor.num_frames == cfg.INPUT.SAMPLING_FRAME_NUM
 
 
 @pytest.mark.parametrize(

@@ -16,22 +16,27 @@ from mask2former.config import (
     add_maskformer2_config,
     validate_maskformer2_config,
 )
+from mask2former.video_config import add_maskformer2_video_config
 from tests.helpers.config_dump import OUR_IMAGE_KEYS, flatten, get_key
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 OFFICIAL_FIXTURES = ("official_tiny", "official_tiny_swin")
-# Video config folders: they need add_maskformer2_video_config (tests/test_video_config.py).
+# The official video config folders (their recipe values: tests/test_video_config.py).
 VIDEO_FOLDERS = ("youtubevis_2019", "youtubevis_2021")
-# Every image config file of the project (the model-building test iterates over this list too).
-ALL_CONFIGS = sorted(
-    p
-    for p in (REPO / "configs").rglob("*.yaml")
-    if p.relative_to(REPO / "configs").parts[0] not in VIDEO_FOLDERS
-)
+# Every config file of the project, image and video (the model-building test iterates over this
+# list too).
+ALL_CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 # Our own (non-official) config folders: instant tests and the quick start.
 OWN_FOLDERS = {"quick_schedules", "quickstart"}
 RECIPES = [p for p in ALL_CONFIGS if not p.name.startswith("Base-")]
+# The official image recipes, each checked against COMMON_EXPECTATIONS.
+OFFICIAL_IMAGE_RECIPES = [
+    p
+    for p in RECIPES
+    if p.parent.name not in OWN_FOLDERS
+    and p.relative_to(REPO / "configs").parts[0] not in VIDEO_FOLDERS
+]
 # Keys we add on top of the official ones.
 OUR_KEYS = OUR_IMAGE_KEYS
 
@@ -246,6 +251,14 @@ def _load(*paths: Path) -> CfgNode:
     return cfg
 
 
+def _load_with_video_keys(path: Path) -> CfgNode:
+    """``path`` merged on the keys every entry point has (image and video, as build_config)."""
+    cfg = _new_cfg()
+    add_maskformer2_video_config(cfg)
+    cfg.merge_from_file(str(path))
+    return cfg
+
+
 @pytest.fixture(autouse=True)
 def _fresh_warning_state(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test sees no ignored-key warning as already emitted."""
@@ -294,26 +307,42 @@ def test_our_recipe_reproduces_official_dump(fixture: str) -> None:
 
 
 def test_config_tree_is_complete() -> None:
+    assert len(OFFICIAL_IMAGE_RECIPES) == 47  # every image recipe of the official release
     official = [p for p in RECIPES if p.parent.name not in OWN_FOLDERS]
-    assert len(official) == 47  # every image recipe of the official release
-    assert len(ALL_CONFIGS) - len(RECIPES) == 10  # one Base-*.yaml per dataset and task
+    assert len(official) == 47 + 12  # and the 12 video recipes
+    # one Base-*.yaml per dataset and task (10 image, 2 video)
+    assert len(ALL_CONFIGS) - len(RECIPES) == 12
     assert {p.name for p in RECIPES if p.parent.name == "quick_schedules"} == {
         "Panoptic-R50-instant.yaml",
         "Instance-R50-instant.yaml",
         "Semantic-R50-instant.yaml",
+        "VIS-R50-instant.yaml",
     }
 
 
 @pytest.mark.parametrize("path", ALL_CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
 def test_every_config_merges(path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    cfg = _load(path)
+    cfg = _load_with_video_keys(path)
     if path in RECIPES:  # Base files leave the model keys at their defaults
         with caplog.at_level(logging.WARNING, logger="mask2former.config"):
             validate_maskformer2_config(cfg)
         assert not caplog.records  # no recipe sets an ignored key
-    if path.parent.name not in OWN_FOLDERS and path in RECIPES:
+    if path in OFFICIAL_IMAGE_RECIPES:
         for key, value in COMMON_EXPECTATIONS.items():
             assert get_key(cfg, key) == value, key
+
+
+def test_image_configs_merge_without_the_video_keys() -> None:
+    """Image configs need only add_maskformer2_config (as the official image code)."""
+    image_configs = [
+        p
+        for p in ALL_CONFIGS
+        if p.relative_to(REPO / "configs").parts[0] not in VIDEO_FOLDERS
+        and _load_with_video_keys(p).MODEL.META_ARCHITECTURE != "VideoMaskFormer"
+    ]
+    assert len(image_configs) == 47 + 10 + 4  # official recipes, Base files, ours
+    for path in image_configs:
+        _load(path)
 
 
 @pytest.mark.parametrize("name", sorted(RECIPE_EXPECTATIONS))

@@ -9,7 +9,8 @@ detectron2 object is used):
   overridden below: the train mapper comes from ``mask2former.data.mappers.registry``
   (``INPUT.DATASET_MAPPER_NAME``), wrapped to count skipped bad samples in ``metrics.json``; the
   test loader maps with its inference mode (resize only, as detectron2's default
-  ``DatasetMapper`` of the official code); evaluators come from
+  ``DatasetMapper`` of the official code); a video meta-architecture (``VideoMaskFormer``) gets
+  clip mappers instead (``build_video_dataset_mapper``); evaluators come from
   ``mask2former.evaluation.build_evaluator`` (by the dataset's ``evaluator_type``); optimizer and
   schedule from ``mask2former.solver``.
 - precision: ``SOLVER.AMP.{ENABLED,DTYPE}`` keep detectron2's own loops (``AMPTrainer`` on CUDA,
@@ -167,14 +168,20 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode) -> Iterable[Any]:
-        """The mapper of ``INPUT.DATASET_MAPPER_NAME`` in the reproducible loader (``SEED`` >= 0,
-        see :mod:`mask2former.engine.reproducibility`) or detectron2's (``SEED`` < 0). Bad
-        samples the mapper skips are counted in metrics.json (``data/skipped_<reason>``); the
-        test datasets are checked now rather than at the first evaluation."""
+        """The mapper of ``INPUT.DATASET_MAPPER_NAME`` (a clip mapper for a video model) in the
+        reproducible loader (``SEED`` >= 0, see :mod:`mask2former.engine.reproducibility`) or
+        detectron2's (``SEED`` < 0). Bad samples the mapper skips are counted in metrics.json
+        (``data/skipped_<reason>``); the test datasets are checked now rather than at the first
+        evaluation."""
         from mask2former.data import SkippedSampleCounter, build_dataset_mapper, check_registered
+        from mask2former.data.mappers import build_video_dataset_mapper
+        from mask2former.modeling.meta_arch import is_video_meta_architecture
 
         check_registered(cfg.DATASETS.TEST, "DATASETS.TEST")
-        mapper = build_dataset_mapper(cfg, is_train=True)
+        if is_video_meta_architecture(cfg.MODEL.META_ARCHITECTURE):  # clips of a video model
+            mapper = build_video_dataset_mapper(cfg, cfg.DATASETS.TRAIN[0], is_train=True)
+        else:
+            mapper = build_dataset_mapper(cfg, is_train=True)
         if reproducible_training(cfg, log=True):
             return SkippedSampleCounter(build_reproducible_train_loader(cfg, mapper))
         return SkippedSampleCounter(build_detection_train_loader(cfg, mapper=mapper))
@@ -184,11 +191,16 @@ class Trainer(DefaultTrainer):
         # The inference mode of the dataset mappers: what detectron2's default DatasetMapper(cfg,
         # is_train=False) of the official code does (read + ResizeShortestEdge of
         # INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST), with errors naming a missing or truncated image;
-        # evaluators read the ground truth from files.
+        # for a video model, every frame of a video. Evaluators read the ground truth from files.
         from mask2former.data import build_dataset_mapper, check_registered
+        from mask2former.data.mappers import build_video_dataset_mapper
+        from mask2former.modeling.meta_arch import is_video_meta_architecture
 
         check_registered([dataset_name], "DATASETS.TEST")
-        mapper = build_dataset_mapper(cfg, is_train=False)
+        if is_video_meta_architecture(cfg.MODEL.META_ARCHITECTURE):
+            mapper = build_video_dataset_mapper(cfg, dataset_name, is_train=False)
+        else:
+            mapper = build_dataset_mapper(cfg, is_train=False)
         return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
 
     @classmethod

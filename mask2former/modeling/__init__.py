@@ -1,5 +1,6 @@
 """The model, in the order of the paper's figure: backbone -> pixel decoder -> transformer
-decoder -> (matcher, criterion) -> post-processing. Shared building blocks are in ``layers``.
+decoder -> (matcher, criterion) -> post-processing; Video Mask2Former reuses them with its own
+meta-architecture, decoder and inference. Shared building blocks are in ``layers``.
 Importing this package registers every component.
 """
 
@@ -7,14 +8,16 @@ from . import backbone, criterion, heads, meta_arch, pixel_decoder, transformer_
 from .backbone import D2SwinTransformer
 from .criterion import build_criterion
 from .heads import MaskFormerHead
-from .meta_arch import MaskFormer
+from .meta_arch import MaskFormer, VideoMaskFormer
 from .pixel_decoder import build_pixel_decoder
-from .transformer_decoder import build_transformer_decoder
+from .transformer_decoder import VideoMultiScaleMaskedTransformerDecoder, build_transformer_decoder
 
 __all__ = [
     "D2SwinTransformer",
     "MaskFormer",
     "MaskFormerHead",
+    "VideoMaskFormer",
+    "VideoMultiScaleMaskedTransformerDecoder",
     "build_criterion",
     "build_pixel_decoder",
     "build_transformer_decoder",

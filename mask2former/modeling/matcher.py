@@ -16,6 +16,11 @@ from .point_sampling import point_sample
 __all__ = ["HungarianMatcher"]
 
 
+def _with_frame_axis(masks: Tensor) -> Tensor:
+    """[N, H, W] image masks -> [N, 1, H, W]; [N, T, H, W] clip masks are returned as they are."""
+    return masks[:, None] if masks.dim() == 3 else masks
+
+
 class HungarianMatcher(nn.Module):
     """One-to-one assignment of queries to ground-truth masks, minimising a weighted cost.
 
@@ -23,6 +28,8 @@ class HungarianMatcher(nn.Module):
     computed on ``num_points`` points drawn uniformly once per image and shared by all predictions
     and targets of that image. Unmatched queries are treated as "no object" by the criterion.
 
+    Clips (Video Mask2Former, whose official ``VideoHungarianMatcher`` this also is): masks of
+    T frames are compared on the same points in every frame, i.e. on T * ``num_points`` values.
     Non-finite predictions (a diverged model) give non-finite costs; they are replaced by finite
     stand-ins so that the assignment still runs and the losses, non-finite too, are what reports
     the divergence (the trainer's check names the iteration and loss terms).
@@ -59,11 +66,12 @@ class HungarianMatcher(nn.Module):
         """
         Args:
             outputs: ``pred_logits`` [B, Q, K+1] class logits (last = no object) and
-                ``pred_masks`` [B, Q, h, w] mask logits; other keys are ignored.
-            targets: B dicts with ``labels`` [M] int64 and ``masks`` [M, H, W] covering the same
-                (padded) image area as ``pred_masks``, and optionally ``generator``: the
-                ``torch.Generator`` (on the masks' device) the image's points are drawn from
-                (torch's global RNG otherwise).
+                ``pred_masks`` [B, Q, h, w] mask logits, or [B, Q, T, h, w] for clips; other keys
+                are ignored.
+            targets: B dicts with ``labels`` [M] int64 and ``masks`` [M, H, W] (clips:
+                [M, T, H, W]) covering the same (padded) image area as ``pred_masks``, and
+                optionally ``generator``: the ``torch.Generator`` (on the masks' device) the
+                image's points are drawn from (torch's global RNG otherwise).
 
         Returns:
             B pairs (query_indices [m], target_indices [m]) of int64 tensors, m = min(Q, M);
@@ -87,14 +95,14 @@ class HungarianMatcher(nn.Module):
                 out_prob = pred_logits[b].float().softmax(-1)  # [Q, K+1]
                 cost_class = -out_prob[:, tgt_ids]  # [Q, M]
 
-                out_mask = pred_masks[b].float()[:, None]  # [Q, 1, h, w]
-                tgt_mask = target["masks"].to(out_mask)[:, None]  # [M, 1, H, W]
+                out_mask = _with_frame_axis(pred_masks[b].float())  # [Q, T, h, w], T = 1: image
+                tgt_mask = _with_frame_axis(target["masks"].to(out_mask))  # [M, T, H, W]
                 out_points = point_sample(
                     out_mask, point_coords.expand(out_mask.shape[0], -1, -1)
-                ).squeeze(1)  # [Q, P]
+                ).flatten(1)  # [Q, T, P] -> [Q, T*P]
                 tgt_points = point_sample(
                     tgt_mask, point_coords.expand(tgt_mask.shape[0], -1, -1)
-                ).squeeze(1)  # [M, P]
+                ).flatten(1)  # [M, T, P] -> [M, T*P]
                 cost_mask = batch_sigmoid_ce_loss(out_points, tgt_points)  # [Q, M]
                 cost_dice = batch_dice_loss(out_points, tgt_points)  # [Q, M]
 

@@ -8,12 +8,12 @@ warm-up run, with ``--threads`` intra-op threads.
 """
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from bench_common import machine_facts, write_results
 from detectron2.modeling import build_model
 
 import mask2former  # noqa: F401  (registers the model)
@@ -58,6 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = {
+        **machine_facts(),
         "threads": args.threads,
         "torch": torch.__version__,
         "runs": {
@@ -66,11 +67,7 @@ def main() -> None:
             for h, w in SIZES
         },
     }
-    text = json.dumps(results, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    write_results(results, args.out)
 
 
 if __name__ == "__main__":

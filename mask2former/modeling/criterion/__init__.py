@@ -1,7 +1,14 @@
-"""Training criteria: the registry (:func:`build_criterion`) and the official
-:class:`SetCriterion`."""
+"""Training criteria: the registry (:func:`build_criterion`), the official :class:`SetCriterion`
+and its clip version :class:`VideoSetCriterion`."""
 
 from .registry import CRITERION_REGISTRY, build_criterion
 from .set_criterion import SetCriterion, weight_dict_from_config
+from .video_set_criterion import VideoSetCriterion
 
-__all__ = ["CRITERION_REGISTRY", "SetCriterion", "build_criterion", "weight_dict_from_config"]
+__all__ = [
+    "CRITERION_REGISTRY",
+    "SetCriterion",
+    "VideoSetCriterion",
+    "build_criterion",
+    "weight_dict_from_config",
+]

@@ -17,6 +17,8 @@ Hungarian-matched mask-classification loss). To use your own loss without subcla
 and set ``MODEL.MASK_FORMER.CRITERION_NAME: MyCriterion`` in the YAML file.
 """
 
+from typing import Optional
+
 from detectron2.config import CfgNode
 from detectron2.utils.registry import Registry
 from torch import nn
@@ -37,14 +39,19 @@ named in `weight_dict` and drops the others.
 """
 
 
-def build_criterion(cfg: CfgNode) -> nn.Module:
+def build_criterion(cfg: CfgNode, name: Optional[str] = None) -> nn.Module:
     """Build the criterion named by ``cfg.MODEL.MASK_FORMER.CRITERION_NAME``.
+
+    Args:
+        cfg: the model config, passed to the criterion.
+        name: build this registered criterion instead of the one the config names (a
+            meta-architecture's own default, e.g. ``VideoMaskFormer``'s "VideoSetCriterion").
 
     Raises:
         KeyError: the name is not registered.
         TypeError: the built criterion has no ``weight_dict``.
     """
-    name = cfg.MODEL.MASK_FORMER.CRITERION_NAME
+    name = cfg.MODEL.MASK_FORMER.CRITERION_NAME if name is None else name
     config_key = "MODEL.MASK_FORMER.CRITERION_NAME"
     criterion = lookup(CRITERION_REGISTRY, name, config_key, "criteria")(cfg)
     if not isinstance(getattr(criterion, "weight_dict", None), dict):

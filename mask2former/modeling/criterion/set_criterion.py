@@ -147,18 +147,21 @@ class SetCriterion(nn.Module):
         """BCE and dice on importance-sampled points of the matched masks.
 
         ``pred_masks`` [B, Q, h, w] logits against ``masks`` [M, H, W] targets covering the same
-        image area -> ``{"loss_mask": scalar, "loss_dice": scalar}``.
+        image area -> ``{"loss_mask": scalar, "loss_dice": scalar}``. Clips ([B, Q, T, h, w]
+        against [M, T, H, W], as the official ``VideoSetCriterion``): each frame of a matched pair
+        is a mask with its own points, and the sums over the N*T masks are still divided by
+        ``num_masks``, the number of ground-truth instances.
         """
         pred_masks = outputs["pred_masks"]
         batch_idx, src_idx = self._src_permutation_idx(indices)
-        src_masks = pred_masks[batch_idx, src_idx]  # [N, h, w], N matched pairs in the batch
+        src_masks = pred_masks[batch_idx, src_idx]  # [N, (T,) h, w], N matched pairs in the batch
         if src_masks.shape[0] == 0:
             # No ground truth anywhere in the batch: zero losses that still reach the graph.
             zero = pred_masks.sum() * 0.0
             return {"loss_mask": zero, "loss_dice": zero.clone()}
-        target_masks = self._matched_target_masks(targets, indices).to(src_masks)  # [N, H, W]
-        src_masks = src_masks[:, None]  # [N, 1, h, w]
-        target_masks = target_masks[:, None]  # [N, 1, H, W]
+        target_masks = self._matched_target_masks(targets, indices).to(src_masks)  # [N, (T,) H, W]
+        src_masks = src_masks.flatten(0, -3)[:, None]  # [N*T, 1, h, w] (T = 1 for images)
+        target_masks = target_masks.flatten(0, -3)[:, None]  # [N*T, 1, H, W]
 
         with torch.no_grad():
             point_coords = self._point_coords(src_masks, targets, indices)  # [N, P, 2]
@@ -172,13 +175,16 @@ class SetCriterion(nn.Module):
     def _point_coords(
         self, src_masks: Tensor, targets: List[Dict[str, Tensor]], indices: Indices
     ) -> Tensor:
-        """Importance-sampled points [N, P, 2] of the matched masks ``src_masks`` [N, 1, h, w];
-        those of an image whose target has a ``generator`` are drawn from it, per image."""
+        """Importance-sampled points [N, P, 2] of the matched masks ``src_masks`` [N, 1, h, w]
+        (clips: [N*T, 1, h, w]); those of an image (or clip) whose target has a ``generator`` are
+        drawn from it, per image."""
         if not any("generator" in t for t in targets):
             return get_uncertain_point_coords_with_randomness(
                 src_masks, self.num_points, self.oversample_ratio, self.importance_sample_ratio
             )
-        per_image = src_masks.split([len(src) for src, _ in indices])  # masks of image b first
+        # masks of image b first; a clip's pairs have T masks each (src_masks is [N*T, 1, h, w])
+        frames = src_masks.shape[0] // sum(len(src) for src, _ in indices)
+        per_image = src_masks.split([len(src) * frames for src, _ in indices])
         return torch.cat(
             [
                 get_uncertain_point_coords_with_randomness(
@@ -202,14 +208,15 @@ class SetCriterion(nn.Module):
 
     @staticmethod
     def _matched_target_masks(targets: List[Dict[str, Tensor]], indices: Indices) -> Tensor:
-        """Matched ground-truth masks [N, H, W], zero-padded to the largest size in the batch."""
+        """Matched ground-truth masks [N, (T,) H, W], zero-padded to the largest size in the
+        batch."""
         height = max(t["masks"].shape[-2] for t in targets)
         width = max(t["masks"].shape[-1] for t in targets)
         matched = []
         for target, (_, tgt_idx) in zip(targets, indices):
-            masks = target["masks"][tgt_idx]  # [m, h_i, w_i]
+            masks = target["masks"][tgt_idx]  # [m, (T,) h_i, w_i]
             pad = (0, width - masks.shape[-1], 0, height - masks.shape[-2])
-            matched.append(F.pad(masks, pad))  # [m, H, W]
+            matched.append(F.pad(masks, pad))  # [m, (T,) H, W]
         return torch.cat(matched)
 
     def get_loss(

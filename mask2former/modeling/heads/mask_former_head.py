@@ -2,7 +2,7 @@
 # github.com/facebookresearch/Mask2Former): a pixel decoder followed by a transformer decoder
 # ("predictor"). Registered under the official name in detectron2's SEM_SEG_HEADS_REGISTRY.
 import logging
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import ShapeSpec
@@ -98,24 +98,30 @@ class MaskFormerHead(nn.Module):
         Returns:
             the predictor's output dict (see the class docstring).
         """
+        return self.predictor(*self.predictor_inputs(features))
+
+    def predictor_inputs(self, features: Dict[str, Tensor]) -> Tuple[Any, Tensor]:
+        """Run the pixel decoder; return what the predictor reads (``transformer_in_feature``:
+        the list of multi-scale features [B, C, H_l, W_l], or one map) and the mask features
+        [B, mask_dim, H/4, W/4]."""
         mask_features, encoder_features, multi_scale_features = self.pixel_decoder.forward_features(
             features
         )
         in_feature = self.transformer_in_feature
         if in_feature == "multi_scale_pixel_decoder":
-            return self.predictor(multi_scale_features, mask_features)
+            return multi_scale_features, mask_features
         if in_feature == "transformer_encoder":
             if encoder_features is None:
                 raise ValueError(
                     "transformer_in_feature 'transformer_encoder' needs a pixel decoder that "
                     f"returns encoder features; {type(self.pixel_decoder).__name__} returns None"
                 )
-            return self.predictor(encoder_features, mask_features)
+            return encoder_features, mask_features
         if in_feature == "pixel_embedding":
-            return self.predictor(mask_features, mask_features)
+            return mask_features, mask_features
         if in_feature not in features:
             raise ValueError(
                 f"transformer_in_feature {in_feature!r} is neither one of "
                 f"{list(_PIXEL_DECODER_OUTPUTS)} nor an input feature {sorted(features)}"
             )
-        return self.predictor(features[in_feature], mask_features)
+        return features[in_feature], mask_features

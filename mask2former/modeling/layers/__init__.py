@@ -1,5 +1,5 @@
-"""Building blocks shared by the pixel decoders and the transformer decoder (and meant for a
-video decoder: the attention sublayers take any flattened memory, e.g. T*H*W positions).
+"""Building blocks shared by the pixel decoders and the transformer decoders, image and video
+(the attention sublayers take any flattened memory, e.g. the T*H*W positions of a clip).
 
 One concept per file: position encoding, residual sublayer, FFN, attention sublayers, encoder
 layer, MLP, FPN top-down path, masked-attention mask, and the number of multi-scale levels.
@@ -12,7 +12,7 @@ from .ffn import FeedForward, FFNLayer
 from .fpn import add_fpn_convs, fpn_merge, output_conv
 from .masked_attention import masked_attention_mask
 from .mlp import MLP
-from .position_encoding import PositionEmbeddingSine
+from .position_encoding import PositionEmbeddingSine, PositionEmbeddingSine3D
 from .residual import ResidualSublayer, add_residual, xavier_init_matrices
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "FFNLayer",
     "FeedForward",
     "PositionEmbeddingSine",
+    "PositionEmbeddingSine3D",
     "ResidualSublayer",
     "SelfAttentionLayer",
     "TransformerEncoderLayer",

@@ -19,12 +19,13 @@ from torch.nn import functional as F
 
 from ..criterion import build_criterion
 from ..postprocessing import instance_inference, panoptic_inference, semantic_inference
+from .base import MaskClassificationModel
 
 __all__ = ["MaskFormer"]
 
 
 @META_ARCH_REGISTRY.register()
-class MaskFormer(nn.Module):
+class MaskFormer(MaskClassificationModel):
     """Mask-classification segmentation model.
 
     Training: ``forward`` returns the weighted losses of ``criterion``. Inference: one dict per
@@ -68,24 +69,18 @@ class MaskFormer(nn.Module):
             semantic_on, panoptic_on, instance_on: which results inference returns.
             test_topk_per_image: instance candidates kept per image.
         """
-        super().__init__()
         if not semantic_on and not sem_seg_postprocess_before_inference:
             raise ValueError(
                 "sem_seg_postprocess_before_inference=False is only supported for semantic "
                 "inference alone; set it to True when semantic_on is False"
             )
-        self.backbone = backbone
-        self.sem_seg_head = sem_seg_head
-        self.criterion = criterion
+        super().__init__(
+            backbone, sem_seg_head, criterion, size_divisibility, pixel_mean, pixel_std
+        )
         self.object_mask_threshold = object_mask_threshold
         self.overlap_threshold = overlap_threshold
         self.metadata = metadata
-        if size_divisibility < 0:
-            size_divisibility = self.backbone.size_divisibility
-        self.size_divisibility = size_divisibility
         self.sem_seg_postprocess_before_inference = sem_seg_postprocess_before_inference
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self.semantic_on = semantic_on
         self.panoptic_on = panoptic_on
         self.instance_on = instance_on
@@ -118,10 +113,6 @@ class MaskFormer(nn.Module):
             "test_topk_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
         }
 
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
-
     def forward(self, batched_inputs: List[Dict[str, Any]]) -> Any:
         """
         Args:
@@ -136,9 +127,7 @@ class MaskFormer(nn.Module):
             Inference: one dict per image with, as enabled, ``sem_seg`` [K, height, width] scores,
             ``panoptic_seg`` ([height, width] int32 ids, segments_info list) and ``instances``.
         """
-        images = [x["image"].to(self.device) for x in batched_inputs]
-        images = [(x - self.pixel_mean) / self.pixel_std for x in images]
-        images = ImageList.from_tensors(images, self.size_divisibility)  # padded with 0
+        images = self.preprocess([x["image"] for x in batched_inputs])  # padded with 0
 
         features = self.backbone(images.tensor)
         outputs = self.sem_seg_head(features)
@@ -164,14 +153,6 @@ class MaskFormer(nn.Module):
                 self.inference_single(mask_cls, mask_pred, tuple(image_size), height, width)
             )
         return processed_results
-
-    def losses(
-        self, outputs: Dict[str, Any], targets: List[Dict[str, Tensor]]
-    ) -> Dict[str, Tensor]:
-        """Criterion losses times ``criterion.weight_dict``; losses not in it are dropped."""
-        losses = self.criterion(outputs, targets)
-        weight_dict = self.criterion.weight_dict
-        return {k: v * weight_dict[k] for k, v in losses.items() if k in weight_dict}
 
     def prepare_targets(
         self, batched_inputs: List[Dict[str, Any]], images: ImageList

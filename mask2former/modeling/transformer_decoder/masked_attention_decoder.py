@@ -5,7 +5,7 @@
 # DETR (Carion et al., ECCV 2020, github.com/facebookresearch/detr). Module names follow the
 # official code so official checkpoints load unchanged.
 import logging
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import fvcore.nn.weight_init as weight_init
 import torch
@@ -26,6 +26,9 @@ from ..layers import (
 from .registry import TRANSFORMER_DECODER_REGISTRY
 
 logger = logging.getLogger(__name__)
+
+# heads(query features [Q, B, C], (h, w)) -> (class logits, mask prediction, attention mask).
+PredictionHeads = Callable[[Tensor, Tuple[int, int]], Tuple[Tensor, Tensor, Tensor]]
 
 
 @TRANSFORMER_DECODER_REGISTRY.register()
@@ -141,27 +144,64 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             ``aux_outputs``: list of ``num_layers`` dicts with the same keys, first the
             prediction from the learned queries, then after each layer but the last.
         """
+        self.check_levels(x)
+        src, pos, size_list = self.memory(x)
+
+        def heads(output: Tensor, size: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tensor]:
+            return self.forward_prediction_heads(output, mask_features, size)
+
+        return self.outputs(*self.decode(src, pos, size_list, heads))
+
+    def check_levels(self, x: List[Tensor]) -> None:
+        """Raise a ValueError unless ``x`` has one feature map per level."""
         if len(x) != self.num_feature_levels:
             raise ValueError(
                 f"{type(self).__name__} expects {self.num_feature_levels} feature levels, "
                 f"got {len(x)}"
             )
+
+    def memory(self, x: List[Tensor]) -> Tuple[List[Tensor], List[Tensor], List[Tuple[int, int]]]:
+        """The cross-attention memory of each level.
+
+        Args:
+            x: 3 multi-scale features [B, in_channels, H_l, W_l], coarse first.
+        Returns:
+            per level: the projected features plus the level embedding [H_l*W_l, B, C], their
+            position embeddings [H_l*W_l, B, C], and (H_l, W_l).
+        """
         src, pos, size_list = [], [], []
         for i in range(self.num_feature_levels):
-            size_list.append(x[i].shape[-2:])
+            size_list.append(tuple(x[i].shape[-2:]))
             pos.append(self.pe_layer(x[i], None).flatten(2).permute(2, 0, 1))  # [HW, B, C]
             feat = self.input_proj[i](x[i]).flatten(2)  # [B, C, HW]
             feat = feat + self.level_embed.weight[i][None, :, None]
             src.append(feat.permute(2, 0, 1))  # [HW, B, C]
-        bs = src[0].shape[1]
+        return src, pos, size_list
 
+    def decode(
+        self,
+        src: List[Tensor],
+        pos: List[Tensor],
+        size_list: List[Tuple[int, int]],
+        heads: PredictionHeads,
+    ) -> Tuple[List[Tensor], List[Tensor]]:
+        """The query updates: masked cross-attention, self-attention and FFN per layer.
+
+        Args:
+            src, pos, size_list: the memory of each level (:meth:`memory`), [S_l, B, C] each.
+            heads: ``heads(output [Q, B, C], (h, w))`` -> (class logits, mask prediction,
+                attention mask [B*nheads, Q, S] for the level of size (h, w)), e.g.
+                :meth:`forward_prediction_heads` on the mask features.
+        Returns:
+            the ``num_layers + 1`` class logits and mask predictions of ``heads``: from the
+            learned queries, then after each layer.
+        """
+        bs = src[0].shape[1]
         query_embed = self.query_embed.weight.unsqueeze(1).repeat(1, bs, 1)  # [Q, B, C]
         output = self.query_feat.weight.unsqueeze(1).repeat(1, bs, 1)  # [Q, B, C]
 
         predictions_class, predictions_mask = [], []
-        outputs_class, outputs_mask, attn_mask = self.forward_prediction_heads(
-            output, mask_features, attn_mask_target_size=size_list[0]
-        )
+        outputs_class, outputs_mask, attn_mask = heads(output, size_list[0])
         predictions_class.append(outputs_class)
         predictions_mask.append(outputs_mask)
 
@@ -177,14 +217,16 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             output = self.transformer_self_attention_layers[i](output, query_pos=query_embed)
             output = self.transformer_ffn_layers[i](output)
 
-            outputs_class, outputs_mask, attn_mask = self.forward_prediction_heads(
-                output,
-                mask_features,
-                attn_mask_target_size=size_list[(i + 1) % self.num_feature_levels],
+            outputs_class, outputs_mask, attn_mask = heads(
+                output, size_list[(i + 1) % self.num_feature_levels]
             )
             predictions_class.append(outputs_class)
             predictions_mask.append(outputs_mask)
+        return predictions_class, predictions_mask
 
+    @staticmethod
+    def outputs(predictions_class: List[Tensor], predictions_mask: List[Tensor]) -> Dict:
+        """The last prediction as ``pred_logits``/``pred_masks``, the others as ``aux_outputs``."""
         return {
             "pred_logits": predictions_class[-1],
             "pred_masks": predictions_mask[-1],
@@ -206,25 +248,42 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             class logits [B, Q, K+1], mask logits [B, Q, H/4, W/4] and the attention mask for the
             next layer [B*nheads, Q, h*w] (bool, True = do not attend; detached).
         """
-        decoder_output = self.decoder_norm(output).transpose(0, 1)  # [B, Q, C]
-        outputs_class = self.class_embed(decoder_output)  # [B, Q, K+1]
-        mask_embed = self.mask_embed(decoder_output)  # [B, Q, mask_dim]
-        outputs_mask = torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features)  # [B, Q, H, W]
+        outputs_class, mask_embed = self.query_heads(output)
+        outputs_mask = self.mask_logits(mask_embed, mask_features)
         attn_mask = self.attention_mask(outputs_mask, attn_mask_target_size)
         return outputs_class, outputs_mask, attn_mask
+
+    def query_heads(self, output: Tensor) -> Tuple[Tensor, Tensor]:
+        """Query features [Q, B, C] -> class logits [B, Q, K+1], mask embeddings [B, Q, D]."""
+        decoder_output = self.decoder_norm(output).transpose(0, 1)  # [B, Q, C]
+        return self.class_embed(decoder_output), self.mask_embed(decoder_output)
+
+    @staticmethod
+    def mask_logits(mask_embed: Tensor, mask_features: Tensor) -> Tensor:
+        """[B, Q, C] mask embeddings x [B, C, H, W] per-pixel features -> [B, Q, H, W] logits."""
+        return torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features)
 
     def attention_mask(self, mask_logits: Tensor, size: Tuple[int, int]) -> Tensor:
         """Masked-attention mask from mask logits.
 
-        The logits are bilinearly resized to ``size``; positions with sigmoid < 0.5 are masked
-        out. A query whose mask is empty everywhere may attend everywhere instead (otherwise its
-        attention softmax would be over nothing).
+        The logits are bilinearly resized to ``size`` (each frame of a clip on its own);
+        positions with sigmoid < 0.5 are masked out. A query whose mask is empty everywhere may
+        attend everywhere instead (otherwise its attention softmax would be over nothing).
 
         Args:
-            mask_logits: [B, Q, H, W].
+            mask_logits: [B, Q, H, W], or [B, Q, T, H, W] for a clip.
             size: target (h, w).
         Returns:
-            [B*nheads, Q, h*w] bool, True = do not attend; detached.
+            [B*nheads, Q, h*w] (clip: [B*nheads, Q, T*h*w], frame-major) bool, True = do not
+            attend; detached.
         """
-        resized = F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
-        return masked_attention_mask(resized, self.num_heads)  # [B*nh, Q, h*w]
+        return masked_attention_mask(resize_masks(mask_logits, size), self.num_heads)
+
+
+def resize_masks(mask_logits: Tensor, size: Tuple[int, int]) -> Tensor:
+    """Bilinear resize (no corner alignment) of [..., H, W] mask logits with 2 or 3 leading dims
+    (B, Q or B, Q, T) to [..., h, w]."""
+    resized = F.interpolate(
+        mask_logits.flatten(0, -4), size=size, mode="bilinear", align_corners=False
+    )  # [B, Q, h, w] or [B*Q, T, h, w]
+    return resized.view(*mask_logits.shape[:-2], *size)
