@@ -91,10 +91,12 @@ class MaskFormerHead(nn.Module):
             )
         super()._load_from_state_dict(state_dict, prefix, *args)
 
-    def forward(self, features: Dict[str, Tensor]) -> Dict:
+    def forward(self, features: Dict[str, Tensor], aux_predictions: bool = True) -> Dict:
         """
         Args:
             features: backbone features by name, [B, C_l, H_l, W_l].
+            aux_predictions: False asks the predictor for the final prediction only
+                (``aux_outputs`` empty), which inference uses.
         Returns:
             the predictor's output dict (see the class docstring).
         """
@@ -103,19 +105,23 @@ class MaskFormerHead(nn.Module):
         )
         in_feature = self.transformer_in_feature
         if in_feature == "multi_scale_pixel_decoder":
-            return self.predictor(multi_scale_features, mask_features)
-        if in_feature == "transformer_encoder":
+            x = multi_scale_features
+        elif in_feature == "transformer_encoder":
             if encoder_features is None:
                 raise ValueError(
                     "transformer_in_feature 'transformer_encoder' needs a pixel decoder that "
                     f"returns encoder features; {type(self.pixel_decoder).__name__} returns None"
                 )
-            return self.predictor(encoder_features, mask_features)
-        if in_feature == "pixel_embedding":
-            return self.predictor(mask_features, mask_features)
-        if in_feature not in features:
+            x = encoder_features
+        elif in_feature == "pixel_embedding":
+            x = mask_features
+        elif in_feature in features:
+            x = features[in_feature]
+        else:
             raise ValueError(
                 f"transformer_in_feature {in_feature!r} is neither one of "
                 f"{list(_PIXEL_DECODER_OUTPUTS)} nor an input feature {sorted(features)}"
             )
-        return self.predictor(features[in_feature], mask_features)
+        if aux_predictions:  # the predictor's default: any predictor accepts the call
+            return self.predictor(x, mask_features)
+        return self.predictor(x, mask_features, aux_predictions=False)

@@ -5,7 +5,7 @@
 # DETR (Carion et al., ECCV 2020, github.com/facebookresearch/detr). Module names follow the
 # official code so official checkpoints load unchanged.
 import logging
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import fvcore.nn.weight_init as weight_init
 import torch
@@ -131,15 +131,18 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             state_dict[new_k] = state_dict.pop(k)
         super()._load_from_state_dict(state_dict, prefix, *args)
 
-    def forward(self, x: List[Tensor], mask_features: Tensor) -> Dict:
+    def forward(self, x: List[Tensor], mask_features: Tensor, aux_predictions: bool = True) -> Dict:
         """
         Args:
             x: 3 multi-scale features [B, in_channels, H_l, W_l], coarse first.
             mask_features: [B, mask_dim, H/4, W/4].
+            aux_predictions: also return the intermediate predictions (training needs them;
+                inference does not, and then skips their full-resolution masks).
         Returns:
             ``pred_logits`` [B, Q, K+1], ``pred_masks`` [B, Q, H/4, W/4] (final prediction) and
             ``aux_outputs``: list of ``num_layers`` dicts with the same keys, first the
-            prediction from the learned queries, then after each layer but the last.
+            prediction from the learned queries, then after each layer but the last (empty
+            without ``aux_predictions``).
         """
         if len(x) != self.num_feature_levels:
             raise ValueError(
@@ -154,13 +157,25 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             feat = feat + self.level_embed.weight[i][None, :, None]
             src.append(feat.permute(2, 0, 1))  # [HW, B, C]
         bs = src[0].shape[1]
+        # The attention masks threshold mask logits resized to each level. Resizing is linear and
+        # per channel, so mask_embed . resize(mask_features) = resize(mask_embed . mask_features):
+        # the masks are made from the mask features resized once per level.
+        with torch.no_grad():
+            level_mask_features = [
+                F.interpolate(mask_features, size=size, mode="bilinear", align_corners=False)
+                for size in size_list
+            ]  # [B, mask_dim, H_l, W_l]
 
         query_embed = self.query_embed.weight.unsqueeze(1).repeat(1, bs, 1)  # [Q, B, C]
         output = self.query_feat.weight.unsqueeze(1).repeat(1, bs, 1)  # [Q, B, C]
 
         predictions_class, predictions_mask = [], []
         outputs_class, outputs_mask, attn_mask = self.forward_prediction_heads(
-            output, mask_features, attn_mask_target_size=size_list[0]
+            output,
+            mask_features,
+            attn_mask_target_size=size_list[0],
+            attn_mask_features=level_mask_features[0],
+            predict_masks=aux_predictions or self.num_layers == 0,
         )
         predictions_class.append(outputs_class)
         predictions_mask.append(outputs_mask)
@@ -177,31 +192,42 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             output = self.transformer_self_attention_layers[i](output, query_pos=query_embed)
             output = self.transformer_ffn_layers[i](output)
 
+            next_level = (i + 1) % self.num_feature_levels
             outputs_class, outputs_mask, attn_mask = self.forward_prediction_heads(
                 output,
                 mask_features,
-                attn_mask_target_size=size_list[(i + 1) % self.num_feature_levels],
+                attn_mask_target_size=size_list[next_level],
+                attn_mask_features=level_mask_features[next_level],
+                predict_masks=aux_predictions or i == self.num_layers - 1,
             )
             predictions_class.append(outputs_class)
             predictions_mask.append(outputs_mask)
 
+        aux = zip(predictions_class[:-1], predictions_mask[:-1]) if aux_predictions else ()
         return {
             "pred_logits": predictions_class[-1],
             "pred_masks": predictions_mask[-1],
-            "aux_outputs": [
-                {"pred_logits": a, "pred_masks": b}
-                for a, b in zip(predictions_class[:-1], predictions_mask[:-1])
-            ],
+            "aux_outputs": [{"pred_logits": a, "pred_masks": b} for a, b in aux],
         }
 
     def forward_prediction_heads(
-        self, output: Tensor, mask_features: Tensor, attn_mask_target_size: Tuple[int, int]
-    ) -> Tuple[Tensor, Tensor, Tensor]:
+        self,
+        output: Tensor,
+        mask_features: Tensor,
+        attn_mask_target_size: Tuple[int, int],
+        attn_mask_features: Optional[Tensor] = None,
+        predict_masks: bool = True,
+    ) -> Tuple[Tensor, Optional[Tensor], Tensor]:
         """
         Args:
             output: [Q, B, C] query features.
             mask_features: [B, mask_dim, H/4, W/4].
             attn_mask_target_size: (h, w) of the feature level the next layer attends to.
+            attn_mask_features: optional ``mask_features`` resized to (h, w) [B, mask_dim, h, w]:
+                the attention mask is then made from them (the same mask, cheaper) instead of
+                from the resized mask logits.
+            predict_masks: compute the mask logits (otherwise None is returned for them; needs
+                ``attn_mask_features``).
         Returns:
             class logits [B, Q, K+1], mask logits [B, Q, H/4, W/4] and the attention mask for the
             next layer [B*nheads, Q, h*w] (bool, True = do not attend; detached).
@@ -209,8 +235,17 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         decoder_output = self.decoder_norm(output).transpose(0, 1)  # [B, Q, C]
         outputs_class = self.class_embed(decoder_output)  # [B, Q, K+1]
         mask_embed = self.mask_embed(decoder_output)  # [B, Q, mask_dim]
-        outputs_mask = torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features)  # [B, Q, H, W]
-        attn_mask = self.attention_mask(outputs_mask, attn_mask_target_size)
+        outputs_mask = None
+        if predict_masks or attn_mask_features is None:
+            outputs_mask = torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features)  # [B,Q,H,W]
+        if attn_mask_features is None:
+            attn_mask = self.attention_mask(outputs_mask, attn_mask_target_size)
+        else:
+            with torch.no_grad():
+                level_logits = torch.einsum(
+                    "bqc,bchw->bqhw", mask_embed, attn_mask_features
+                )  # [B, Q, h, w]
+            attn_mask = masked_attention_mask(level_logits, self.num_heads)  # [B*nh, Q, h*w]
         return outputs_class, outputs_mask, attn_mask
 
     def attention_mask(self, mask_logits: Tensor, size: Tuple[int, int]) -> Tensor:
