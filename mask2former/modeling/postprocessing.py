@@ -20,6 +20,7 @@ import torch
 from detectron2.structures import Boxes, Instances
 from torch import Tensor
 from torch.nn import functional as F
+from torch.profiler import record_function
 
 from ..utils.boxes import masks_to_boxes
 
@@ -263,6 +264,11 @@ def instance_inference(
     )
 
 
+def _rows_of(rows: Optional[Tensor], queries: Tensor) -> Tensor:
+    """Positions of ``queries`` in the ascending query indices ``rows`` (all queries if None)."""
+    return queries if rows is None else torch.searchsorted(rows, queries)
+
+
 def mask_classification_inference(
     mask_cls: Tensor,
     mask_logits: Tensor,
@@ -303,34 +309,37 @@ def mask_classification_inference(
         )
         unique_queries, inverse = torch.unique(candidates[2], return_inverse=True)  # [U], [N]
         needed.append(unique_queries)
-    if semantic_on:
-        rows = None  # every query
-        masks = resize_mask_logits(mask_logits, padded_size, image_size, output_size)
-    else:
-        rows = torch.unique(torch.cat(needed))  # [R], ascending
-        masks = resize_mask_logits(mask_logits[rows], padded_size, image_size, output_size)
-
-    def select(queries: Tensor) -> Tensor:  # rows of `masks` holding these queries
-        return queries if rows is None else torch.searchsorted(rows, queries)
+    rows = None if semantic_on else torch.unique(torch.cat(needed))  # [R], ascending
+    with record_function("mask2former::postprocess.resize"):
+        masks = resize_mask_logits(
+            mask_logits if rows is None else mask_logits[rows], padded_size, image_size, output_size
+        )  # [Q or R, H, W]
+        if instance_on:
+            binary_masks = masks.index_select(0, _rows_of(rows, unique_queries)) > 0  # [U, H, W]
+        probs = masks.sigmoid_()  # in place: the logits are not needed any more
 
     result: Dict[str, Any] = {}
-    if instance_on:
-        binary_masks = masks.index_select(0, select(unique_queries)) > 0  # [U, H, W]
-    probs = masks.sigmoid_()  # [Q or R, H, W], in place: the logits are not needed any more
     if semantic_on:
-        result["sem_seg"] = _semantic_from_probs(mask_cls, probs)
+        with record_function("mask2former::postprocess.semantic"):
+            result["sem_seg"] = _semantic_from_probs(mask_cls, probs)
     if kept is not None:
         index, scores, classes = kept
-        result["panoptic_seg"] = _panoptic_from_probs(
-            probs.index_select(0, select(index)), scores, classes, overlap_threshold, thing_ids
-        )
+        with record_function("mask2former::postprocess.panoptic"):
+            result["panoptic_seg"] = _panoptic_from_probs(
+                probs.index_select(0, _rows_of(rows, index)),
+                scores,
+                classes,
+                overlap_threshold,
+                thing_ids,
+            )
     if candidates is not None:
-        result["instances"] = _instances_from_masks(
-            tuple(probs.shape[-2:]),
-            candidates[0],
-            candidates[1],
-            inverse,
-            binary_masks,
-            probs.index_select(0, select(unique_queries)),
-        )
+        with record_function("mask2former::postprocess.instance"):
+            result["instances"] = _instances_from_masks(
+                tuple(probs.shape[-2:]),
+                candidates[0],
+                candidates[1],
+                inverse,
+                binary_masks,
+                probs.index_select(0, _rows_of(rows, unique_queries)),
+            )
     return result

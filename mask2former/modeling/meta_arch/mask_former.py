@@ -188,13 +188,11 @@ class MaskFormer(nn.Module):
             return self.losses(outputs, self.prepare_targets(batched_inputs, images))
 
         with self.inference_autocast():
-            with record_function("mask2former::backbone"):
-                features = self.backbone(network_input)
-            with record_function("mask2former::sem_seg_head"):
-                if self.head_skips_aux_predictions:
-                    outputs = self.sem_seg_head(features, aux_predictions=False)
-                else:
-                    outputs = self.sem_seg_head(features)
+            features = self.backbone(network_input)
+            if self.head_skips_aux_predictions:
+                outputs = self.sem_seg_head(features, aux_predictions=False)
+            else:
+                outputs = self.sem_seg_head(features)
 
         padded_size = tuple(images.tensor.shape[-2:])
         processed_results = []
