@@ -12,10 +12,12 @@ autocast, ``TEST.AMP``, unless ``--no-bf16``) and the official implementation (a
 per round: build, one warm-up, one timed call) in turn; medians of the wall time and of the process
 CPU time (all threads) are reported with the ratios ours / official measured in the same run.
 
-``--profile`` adds the breakdown of one float32 call of ours (and of the bfloat16 one) from
+``--profile`` adds the breakdown of the float32 call of ours (and of the bfloat16 one) from
 ``torch.profiler``: backbone, pixel decoder (encoder, its deformable attention modules and kernel,
-its FFNs, the FPN), transformer decoder, and post-processing (mask resize, semantic, panoptic,
-instance), in wall milliseconds.
+the rest of the encoder: FFNs and norms, the FPN and mask features), transformer decoder, and
+post-processing (mask resize, semantic, panoptic, instance), in wall milliseconds, medians of
+``--profile-rounds`` profiled calls (the profiler adds some overhead: compare parts, not totals,
+with the timed calls).
 
     python tools/benchmarks/bench_inference.py --official-root /work/official_m2f \\
         --out bench_results/inference.json [--profile] [--models r50 swin_t] [--rounds 3]
@@ -95,8 +97,9 @@ def module_spans(spans: Dict[str, Tuple[List[nn.Module], List[nn.Module]]]) -> I
             handle.remove()
 
 
-def profile_call(model: nn.Module, call: Callable[[], Any]) -> Dict[str, float]:
-    """Wall milliseconds per part of one model call (see the module docstring)."""
+def profile_call(model: nn.Module, call: Callable[[], Any], rounds: int) -> Dict[str, float]:
+    """Wall milliseconds per part of a model call, medians of ``rounds`` profiled calls after a
+    discarded one (see the module docstring)."""
     decoder = model.sem_seg_head.pixel_decoder
     layers = decoder.transformer.encoder.layers
     spans = {
@@ -112,21 +115,34 @@ def profile_call(model: nn.Module, call: Callable[[], Any]) -> Dict[str, float]:
             [layer.self_attn for layer in layers],
             [layer.self_attn for layer in layers],
         ),
-        "pixel_decoder/encoder/ffn": (
-            [layer.linear1 for layer in layers],
-            [layer.linear2 for layer in layers],
-        ),
         "transformer_decoder": ([model.sem_seg_head.predictor], [model.sem_seg_head.predictor]),
     }
-    with module_spans(spans), profile(activities=[ProfilerActivity.CPU]) as prof:
-        with record_function("bench::total"):
-            call()
-    totals: Dict[str, float] = defaultdict(float)
-    for event in prof.events():
-        totals[event.name] += event.cpu_time_total / 1000  # wall ms of the range
-    rows = {name: totals["bench::" + name] for name in ["total", *spans]}
-    rows.update({name: totals[label] for name, label in LIBRARY_LABELS.items()})
-    return {name: round(ms, 1) for name, ms in rows.items()}
+    runs: List[Dict[str, float]] = []
+    for _ in range(1 + rounds):  # the first profiled call (profiler start-up) is discarded
+        with module_spans(spans), profile(activities=[ProfilerActivity.CPU]) as prof:
+            with record_function("bench::total"):
+                call()
+        totals: Dict[str, float] = defaultdict(float)
+        for event in prof.events():
+            totals[event.name] += event.cpu_time_total / 1000  # wall ms of the range
+        rows = {name: totals["bench::" + name] for name in ["total", *spans]}
+        rows.update({name: totals[label] for name, label in LIBRARY_LABELS.items()})
+        # The encoder's FFNs, norms and residuals (the FFN runs through layers.linear, not
+        # through the nn.Linear modules, so no module hook marks it).
+        rows["pixel_decoder/encoder/ffn_norms"] = (
+            rows["pixel_decoder/encoder"] - rows["pixel_decoder/encoder/deformable_attention"]
+        )
+        rows["pixel_decoder/input_proj_pos"] = (
+            rows["pixel_decoder"]
+            - rows["pixel_decoder/encoder"]
+            - rows["pixel_decoder/fpn_and_mask_features"]
+        )
+        rows["other"] = rows["total"] - sum(
+            rows[name]
+            for name in ("backbone", "pixel_decoder", "transformer_decoder", "postprocess")
+        )
+        runs.append(rows)
+    return {name: round(statistics.median(run[name] for run in runs[1:]), 1) for name in runs[0]}
 
 
 def bench_model(name: str, args: argparse.Namespace, official: Optional[str]) -> Dict[str, Any]:
@@ -184,7 +200,7 @@ def bench_model(name: str, args: argparse.Namespace, official: Optional[str]) ->
             }
     if args.profile:
         result["profile_ms"] = {
-            variant: profile_call(model, lambda dtype=dtype: call(dtype))
+            variant: profile_call(model, lambda dtype=dtype: call(dtype), args.profile_rounds)
             for variant, dtype in variants.items()
         }
     return result
@@ -197,6 +213,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed calls per side (median)")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bfloat16 variant")
     parser.add_argument("--profile", action="store_true", help="add the per-part breakdown")
+    parser.add_argument("--profile-rounds", type=int, default=3, help="profiled calls (median)")
     add_common_args(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
