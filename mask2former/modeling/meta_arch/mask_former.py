@@ -7,7 +7,6 @@ NeurIPS 2021; Mask2Former, Cheng et al., CVPR 2022). Registered in detectron2's
 
 import contextlib
 import inspect
-import logging
 from typing import Any, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -21,15 +20,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.profiler import record_function
 
+from ...utils.amp import autocast_dtype
 from ..criterion import build_criterion
 from ..postprocessing import mask_classification_inference, semantic_inference
 
-__all__ = ["INFERENCE_AMP_DTYPES", "MaskFormer", "inference_amp_dtype"]
-
-logger = logging.getLogger(__name__)
-
-# Values of TEST.AMP.DTYPE (mask2former.config): the autocast dtype of inference.
-INFERENCE_AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+__all__ = ["MaskFormer", "inference_amp_dtype"]
 
 
 def inference_amp_dtype(cfg: CfgNode) -> Optional[torch.dtype]:
@@ -38,20 +33,7 @@ def inference_amp_dtype(cfg: CfgNode) -> Optional[torch.dtype]:
     float16 is a CUDA feature: on another ``MODEL.DEVICE`` inference stays float32, with a
     warning (as ``SOLVER.AMP`` does for training).
     """
-    if not cfg.TEST.AMP.ENABLED:
-        return None
-    if cfg.TEST.AMP.DTYPE not in INFERENCE_AMP_DTYPES:
-        raise ValueError(
-            f"TEST.AMP.DTYPE={cfg.TEST.AMP.DTYPE!r} must be one of {sorted(INFERENCE_AMP_DTYPES)}"
-        )
-    dtype = INFERENCE_AMP_DTYPES[cfg.TEST.AMP.DTYPE]
-    if dtype == torch.float16 and torch.device(cfg.MODEL.DEVICE).type != "cuda":
-        logger.warning(
-            "TEST.AMP.DTYPE 'float16' needs CUDA; inference on %r stays float32 (use bfloat16).",
-            cfg.MODEL.DEVICE,
-        )
-        return None
-    return dtype
+    return autocast_dtype(cfg.TEST.AMP.ENABLED, cfg.TEST.AMP.DTYPE, cfg.MODEL.DEVICE, "TEST.AMP")
 
 
 @META_ARCH_REGISTRY.register()
