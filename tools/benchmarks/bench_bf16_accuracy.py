@@ -35,8 +35,12 @@ METRICS = {"panoptic_seg": "PQ", "segm": "AP", "sem_seg": "mIoU"}
 
 
 def quickstart_config(output_dir: Path, opts: Sequence[str] = ()) -> Any:
+    """The quick-start config with ``opts``; its synthetic datasets registered (again, if a
+    caller removed them from the catalog)."""
     from mask2former.config import build_config
+    from mask2former.data.datasets.synthetic import register_synthetic_datasets
 
+    register_synthetic_datasets()
     return build_config(str(QUICKSTART), ["OUTPUT_DIR", str(output_dir), *opts])
 
 
@@ -77,21 +81,16 @@ def fixture_argmax_agreement(fixture: str, margin: float = 0.05) -> Dict[str, fl
     top two class scores differ by at least ``margin`` of the top score (random weights leave
     many pixels at a near tie, which any rounding flips)."""
     from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.config import get_cfg
     from detectron2.modeling import build_model
 
-    from mask2former.config import add_maskformer2_config
+    from mask2former.config import build_config
 
     fixture_dir = FIXTURES / fixture
     official = torch.load(fixture_dir / "postprocess.pth")["sem_seg_argmax"].long()  # [H, W]
     image = torch.load(fixture_dir / "input.pth")["image_uint8"]
     sem_seg = {}
     for name, opts in {"fp32": [], "bf16": BF16}.items():
-        cfg = get_cfg()
-        add_maskformer2_config(cfg)
-        cfg.merge_from_file(str(fixture_dir / "config_full.yaml"))
-        cfg.merge_from_list(opts)
-        model = build_model(cfg).eval()
+        model = build_model(build_config(str(fixture_dir / "config_full.yaml"), opts)).eval()
         DetectionCheckpointer(model).load(str(fixture_dir / "state_dict.pth"))
         height, width = official.shape
         with torch.no_grad():
