@@ -6,10 +6,11 @@ samples and their mirror images, resized) go through one detectron2 model call p
 mode under ``torch.inference_mode()``. Each round times every batch size in turn (so load on the
 machine affects all of them); images/s = batch / median wall time.
 
-Every batched result is compared with the single-image run of the same image: the panoptic
-segmentation and segments, the instance classes and masks and the semantic argmax must be
-identical, the semantic and instance scores equal up to float rounding (max abs difference
-reported; batched matrix products may round differently).
+Every batched result is compared with the single-image run of the same image: whether the
+panoptic segmentation and segments, the instance classes and masks and the semantic argmax are
+identical, and the max abs difference of the semantic and instance scores. The batched
+convolutions round differently from single-image ones (oneDNN picks its blocking by batch size),
+so values at a tie (a mask logit at 0, two equal class scores) may flip.
 
     python tools/benchmarks/bench_batched.py --out bench_results/batched.json \\
         [--models r50 swin_t] [--batches 1 2 4] [--rounds 3]
