@@ -49,7 +49,8 @@ if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
 fi
 if [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/nvcc" ]; then
   export FORCE_CUDA="${FORCE_CUDA:-1}"
-  export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-8.0;9.0}"
+  # TORCH_CUDA_ARCH_LIST, when unset, is chosen by setup.py: the visible GPU's architecture, else
+  # 7.0 (V100, with CUDA < 13), 7.5, 8.0, 8.6, 8.9 and 9.0+PTX.
 fi
 src_hash="$(cd "$ROOT" && cat setup.py $(find mask2former -path '*/csrc/*' -type f | sort) | sha256sum | cut -c1-16)"
 build_stamp="$VENV/.m2f-build-$src_hash-${FORCE_CUDA:-0}"

@@ -90,7 +90,16 @@ def test_video_result_matches_official(whole_pass: Dict) -> None:
     )
     masks = torch.stack(whole_pass["pred_masks"])
     assert masks.dtype == torch.bool and masks.shape == (10, 3, HEIGHT, WIDTH)
-    assert torch.equal(masks, ref["pred_masks"])
+    # The same masks, except where the official logit is at the threshold within float rounding
+    # (raw outputs agree to ~1e-6 relative): on this clip at most one pixel, official logit 3.7e-6
+    # of a largest 26.
+    differ = masks != ref["pred_masks"]
+    assert differ.sum() <= 5
+    if differ.any():
+        raw = torch.load(VIDEO_FIXTURE / "raw_outputs.pth")
+        padded = tuple(torch.load(VIDEO_FIXTURE / "input.pth")["images_normalized_padded"].shape)
+        logits = _output_logits(raw["pred_logits"][0], raw["pred_masks"][0], padded[-2:])
+        assert logits[differ].abs().max() < 1e-5 * logits.abs().max()
 
 
 def test_train_losses_match(model: VideoMaskFormer) -> None:
@@ -142,8 +151,12 @@ def _whole_pass_output_logits(model: VideoMaskFormer) -> torch.Tensor:
     inputs = torch.load(VIDEO_FIXTURE / "input.pth")["images_normalized_padded"]
     with torch.no_grad():
         outputs = model.sem_seg_head(model.backbone(inputs))
-    _, _, queries = top_predictions(outputs["pred_logits"][0])
-    logits = F.interpolate(
-        outputs["pred_masks"][0, queries], size=inputs.shape[-2:], mode="bilinear"
-    )[:, :, :HEIGHT, :WIDTH]
-    return F.interpolate(logits, size=(HEIGHT, WIDTH), mode="bilinear")
+    return _output_logits(outputs["pred_logits"][0], outputs["pred_masks"][0], inputs.shape[-2:])
+
+
+def _output_logits(pred_logits: torch.Tensor, pred_masks: torch.Tensor, padded) -> torch.Tensor:
+    """The logits the video result thresholds: [10, T, HEIGHT, WIDTH], from a clip's raw
+    ``pred_logits`` [Q, K+1] and ``pred_masks`` [Q, T, h, w] (frames padded to ``padded``)."""
+    _, _, queries = top_predictions(pred_logits)
+    logits = F.interpolate(pred_masks[queries], size=tuple(padded), mode="bilinear")
+    return F.interpolate(logits[:, :, :HEIGHT, :WIDTH], size=(HEIGHT, WIDTH), mode="bilinear")

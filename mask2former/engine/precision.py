@@ -23,7 +23,6 @@ Evaluation (the model in eval mode) stays float32, as with ``AMPTrainer``.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, List, Optional
 
 import torch
@@ -31,12 +30,9 @@ from detectron2.config import CfgNode
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-logger = logging.getLogger(__name__)
+from ..utils.amp import AMP_TORCH_DTYPES, autocast_dtype
 
 __all__ = ["AMP_TORCH_DTYPES", "TrainingAutocast", "training_autocast", "uses_grad_scaler"]
-
-# Values of SOLVER.AMP.DTYPE.
-AMP_TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class TrainingAutocast:
@@ -102,19 +98,9 @@ def training_autocast(cfg: CfgNode) -> Optional[TrainingAutocast]:
     Returns None for float32 training: AMP off, or float16 requested on a device other than CUDA
     (logged as a warning: float16 without loss scaling underflows; bfloat16 is what CPUs run).
     """
-    if not cfg.SOLVER.AMP.ENABLED:
+    amp = cfg.SOLVER.AMP
+    dtype = autocast_dtype(amp.ENABLED, amp.DTYPE, cfg.MODEL.DEVICE, "SOLVER.AMP")
+    if dtype is None:
         return None
-    if cfg.SOLVER.AMP.DTYPE not in AMP_TORCH_DTYPES:
-        raise ValueError(
-            f"SOLVER.AMP.DTYPE={cfg.SOLVER.AMP.DTYPE!r} must be one of {sorted(AMP_TORCH_DTYPES)}"
-        )
-    dtype = AMP_TORCH_DTYPES[cfg.SOLVER.AMP.DTYPE]
     device_type = torch.device(cfg.MODEL.DEVICE).type
-    if device_type != "cuda" and dtype == torch.float16:
-        logger.warning(
-            "SOLVER.AMP.ENABLED with DTYPE 'float16' on device %r: float16 mixed precision needs "
-            "CUDA; training in float32 (set SOLVER.AMP.DTYPE bfloat16 for CPU mixed precision).",
-            cfg.MODEL.DEVICE,
-        )
-        return None
     return TrainingAutocast(device_type, dtype)

@@ -7,6 +7,8 @@ from detectron2.config import CfgNode
 # Keys this project adds on top of the official image keys (each commented "Ours" in config.py).
 OUR_IMAGE_KEYS: Set[str] = {
     "SOLVER.AMP.DTYPE",
+    "TEST.AMP.ENABLED",
+    "TEST.AMP.DTYPE",
     "MODEL.MASK_FORMER.CRITERION_NAME",
     "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD",
 }

@@ -91,14 +91,19 @@ class MaskFormerHead(nn.Module):
             )
         super()._load_from_state_dict(state_dict, prefix, *args)
 
-    def forward(self, features: Dict[str, Tensor]) -> Dict:
+    def forward(self, features: Dict[str, Tensor], aux_predictions: bool = True) -> Dict:
         """
         Args:
             features: backbone features by name, [B, C_l, H_l, W_l].
+            aux_predictions: False asks the predictor for the final prediction only
+                (``aux_outputs`` empty), which inference uses.
         Returns:
             the predictor's output dict (see the class docstring).
         """
-        return self.predictor(*self.predictor_inputs(features))
+        x, mask_features = self.predictor_inputs(features)
+        if aux_predictions:  # the predictor's default: any predictor accepts the call
+            return self.predictor(x, mask_features)
+        return self.predictor(x, mask_features, aux_predictions=False)
 
     def predictor_inputs(self, features: Dict[str, Tensor]) -> Tuple[Any, Tensor]:
         """Run the pixel decoder; return what the predictor reads (``transformer_in_feature``:

@@ -55,6 +55,7 @@ class AttentionSublayer(ResidualSublayer):
             value=memory,
             attn_mask=attn_mask,
             key_padding_mask=key_padding_mask,
+            need_weights=False,  # the weights are not used: lets PyTorch use its fused kernels
         )[0]
 
 

@@ -95,4 +95,6 @@ class TransformerEncoderLayer(EncoderLayer):
     ) -> Tensor:
         """x, pos: [S, B, C]; key_padding_mask: optional [B, S] bool (True at padding)."""
         q = k = with_pos(x, pos)
-        return self.self_attn(q, k, value=x, key_padding_mask=key_padding_mask)[0]
+        return self.self_attn(q, k, value=x, key_padding_mask=key_padding_mask, need_weights=False)[
+            0
+        ]

@@ -2,8 +2,8 @@
 # DETR (Carion et al., ECCV 2020) and Mask2Former (Cheng et al., CVPR 2022). Parameter names
 # (``linear1``, ``linear2``) follow the official code, so official checkpoints load unchanged.
 from torch import Tensor, nn
-from torch.nn import functional as F
 
+from .linear import linear
 from .residual import ResidualSublayer
 
 
@@ -26,7 +26,8 @@ class FeedForward:
 
     def feed_forward(self, x: Tensor) -> Tensor:
         """[..., d_model] -> [..., d_model]."""
-        return self.linear2(self.dropout(F.relu(self.linear1(x))))
+        hidden = linear(x, self.linear1.weight, self.linear1.bias, relu=True)  # [..., d_ffn]
+        return linear(self.dropout(hidden), self.linear2.weight, self.linear2.bias)
 
 
 class FFNLayer(FeedForward, ResidualSublayer):

@@ -16,8 +16,8 @@ def masked_attention_mask(mask_logits: Tensor, num_heads: int) -> Tensor:
     Returns:
         [B*num_heads, Q, S] bool, True = do not attend; detached.
     """
-    attn_mask = mask_logits.sigmoid().flatten(2) < 0.5  # [B, Q, S]
-    attn_mask = attn_mask.unsqueeze(1).repeat(1, num_heads, 1, 1)  # [B, nh, Q, S]
-    attn_mask = attn_mask.flatten(0, 1).detach()  # [B*nh, Q, S]
-    attn_mask[attn_mask.all(-1)] = False
-    return attn_mask
+    attn_mask = mask_logits.detach().sigmoid().flatten(2) < 0.5  # [B, Q, S]
+    # A batched op, not boolean indexing: no host-device synchronisation on a GPU.
+    attn_mask = attn_mask & ~attn_mask.all(-1, keepdim=True)  # [B, Q, S]
+    attn_mask = attn_mask.unsqueeze(1).expand(-1, num_heads, -1, -1)  # [B, nh, Q, S]
+    return attn_mask.flatten(0, 1)  # [B*nh, Q, S]

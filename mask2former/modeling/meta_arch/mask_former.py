@@ -5,7 +5,9 @@ NeurIPS 2021; Mask2Former, Cheng et al., CVPR 2022). Registered in detectron2's
 ``META_ARCH_REGISTRY`` under the official name "MaskFormer".
 """
 
-from typing import Any, Dict, List, Sequence, Tuple
+import contextlib
+import inspect
+from typing import Any, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import CfgNode, configurable
@@ -16,12 +18,23 @@ from detectron2.structures import BitMasks, ImageList, Instances
 from detectron2.utils.memory import retry_if_cuda_oom
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.profiler import record_function
 
+from ...utils.amp import autocast_dtype
 from ..criterion import build_criterion
-from ..postprocessing import instance_inference, panoptic_inference, semantic_inference
+from ..postprocessing import mask_classification_inference, semantic_inference
 from .base import MaskClassificationModel
 
-__all__ = ["MaskFormer"]
+__all__ = ["MaskFormer", "inference_amp_dtype"]
+
+
+def inference_amp_dtype(cfg: CfgNode) -> Optional[torch.dtype]:
+    """The autocast dtype of inference, from ``TEST.AMP.{ENABLED,DTYPE}``; None for float32.
+
+    float16 is a CUDA feature: on another ``MODEL.DEVICE`` inference stays float32, with a
+    warning (as ``SOLVER.AMP`` does for training).
+    """
+    return autocast_dtype(cfg.TEST.AMP.ENABLED, cfg.TEST.AMP.DTYPE, cfg.MODEL.DEVICE, "TEST.AMP")
 
 
 @META_ARCH_REGISTRY.register()
@@ -50,6 +63,7 @@ class MaskFormer(MaskClassificationModel):
         panoptic_on: bool,
         instance_on: bool,
         test_topk_per_image: int,
+        inference_amp_dtype: Optional[torch.dtype] = None,
     ) -> None:
         """
         Args:
@@ -68,6 +82,9 @@ class MaskFormer(MaskClassificationModel):
             pixel_mean, pixel_std: per-channel normalisation of the input image.
             semantic_on, panoptic_on, instance_on: which results inference returns.
             test_topk_per_image: instance candidates kept per image.
+            inference_amp_dtype: run the network (not the post-processing) under
+                ``torch.autocast`` in this dtype at inference (e.g. ``torch.bfloat16``); None:
+                float32.
         """
         if not semantic_on and not sem_seg_postprocess_before_inference:
             raise ValueError(
@@ -85,6 +102,12 @@ class MaskFormer(MaskClassificationModel):
         self.panoptic_on = panoptic_on
         self.instance_on = instance_on
         self.test_topk_per_image = test_topk_per_image
+        self.inference_amp_dtype = inference_amp_dtype
+        # Inference asks the head for the final prediction only, when its forward takes the
+        # argument (MaskFormerHead does; another SEM_SEG_HEADS entry may not).
+        self.head_skips_aux_predictions = (
+            "aux_predictions" in inspect.signature(sem_seg_head.forward).parameters
+        )
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> Dict[str, Any]:
@@ -111,6 +134,7 @@ class MaskFormer(MaskClassificationModel):
             "panoptic_on": mf.TEST.PANOPTIC_ON,
             "instance_on": mf.TEST.INSTANCE_ON,
             "test_topk_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+            "inference_amp_dtype": inference_amp_dtype(cfg),
         }
 
     def forward(self, batched_inputs: List[Dict[str, Any]]) -> Any:
@@ -128,31 +152,45 @@ class MaskFormer(MaskClassificationModel):
             ``panoptic_seg`` ([height, width] int32 ids, segments_info list) and ``instances``.
         """
         images = self.preprocess([x["image"] for x in batched_inputs])  # padded with 0
-
-        features = self.backbone(images.tensor)
-        outputs = self.sem_seg_head(features)
+        # Channels-last: the convolutions' fastest layout on CPU (oneDNN) and GPU (cuDNN).
+        network_input = images.tensor.contiguous(memory_format=torch.channels_last)
 
         if self.training:
+            outputs = self.sem_seg_head(self.backbone(network_input))
             return self.losses(outputs, self.prepare_targets(batched_inputs, images))
 
-        mask_cls_results = outputs["pred_logits"]  # [B, Q, K+1]
-        mask_pred_results = F.interpolate(
-            outputs["pred_masks"],
-            size=images.tensor.shape[-2:],
-            mode="bilinear",
-            align_corners=False,
-        )  # [B, Q, H_pad, W_pad]
-        del outputs
+        with self.inference_autocast():
+            features = self.backbone(network_input)
+            if self.head_skips_aux_predictions:
+                outputs = self.sem_seg_head(features, aux_predictions=False)
+            else:
+                outputs = self.sem_seg_head(features)
+
+        padded_size = tuple(images.tensor.shape[-2:])
         processed_results = []
         for mask_cls, mask_pred, input_per_image, image_size in zip(
-            mask_cls_results, mask_pred_results, batched_inputs, images.image_sizes
+            outputs["pred_logits"], outputs["pred_masks"], batched_inputs, images.image_sizes
         ):
             height = input_per_image.get("height", image_size[0])
             width = input_per_image.get("width", image_size[1])
-            processed_results.append(
-                self.inference_single(mask_cls, mask_pred, tuple(image_size), height, width)
-            )
+            with record_function("mask2former::postprocess"):
+                processed_results.append(
+                    self.inference_single(
+                        mask_cls.float(),  # post-processing in float32, also after autocast
+                        mask_pred.float(),
+                        padded_size,
+                        tuple(image_size),
+                        height,
+                        width,
+                    )
+                )
         return processed_results
+
+    def inference_autocast(self) -> ContextManager:
+        """``torch.autocast`` in ``inference_amp_dtype`` on the model's device, or a no-op."""
+        if self.inference_amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.inference_amp_dtype)
 
     def prepare_targets(
         self, batched_inputs: List[Dict[str, Any]], images: ImageList
@@ -186,6 +224,7 @@ class MaskFormer(MaskClassificationModel):
         self,
         mask_cls: Tensor,
         mask_pred: Tensor,
+        padded_size: Tuple[int, int],
         image_size: Tuple[int, int],
         height: int,
         width: int,
@@ -194,39 +233,37 @@ class MaskFormer(MaskClassificationModel):
 
         Args:
             mask_cls: [Q, K+1] class logits.
-            mask_pred: [Q, H_pad, W_pad] mask logits at the padded input size.
+            mask_pred: [Q, h, w] mask logits at the network's resolution (stride 4 of the padded
+                input).
+            padded_size: (H_pad, W_pad) of the padded network input.
             image_size: (h, w) of the image inside the padding.
             height, width: requested output size.
         """
-        num_classes = mask_cls.shape[-1] - 1
-        result: Dict[str, Any] = {}
-        if self.sem_seg_postprocess_before_inference:
-            mask_pred = retry_if_cuda_oom(sem_seg_postprocess)(mask_pred, image_size, height, width)
-            mask_cls = mask_cls.to(mask_pred)
-        if self.semantic_on:
+        if not self.sem_seg_postprocess_before_inference:  # semantic only, official order
+            mask_pred = F.interpolate(
+                mask_pred[None], size=padded_size, mode="bilinear", align_corners=False
+            )[0]  # [Q, H_pad, W_pad]
             sem_seg = retry_if_cuda_oom(semantic_inference)(mask_cls, mask_pred)
-            if not self.sem_seg_postprocess_before_inference:
-                sem_seg = retry_if_cuda_oom(sem_seg_postprocess)(sem_seg, image_size, height, width)
-            result["sem_seg"] = sem_seg
-        if self.panoptic_on:
-            result["panoptic_seg"] = retry_if_cuda_oom(panoptic_inference)(
-                mask_cls,
-                mask_pred,
-                num_classes=num_classes,
-                object_mask_threshold=self.object_mask_threshold,
-                overlap_threshold=self.overlap_threshold,
-                thing_ids=self.thing_ids,
-            )
-        if self.instance_on:
-            result["instances"] = retry_if_cuda_oom(instance_inference)(
-                mask_cls,
-                mask_pred,
-                num_classes=num_classes,
-                test_topk_per_image=self.test_topk_per_image,
-                thing_ids=self.thing_ids if self.panoptic_on else None,
-                panoptic_on=self.panoptic_on,
-            )
-        return result
+            return {
+                "sem_seg": retry_if_cuda_oom(sem_seg_postprocess)(
+                    sem_seg, image_size, height, width
+                )
+            }
+        return retry_if_cuda_oom(mask_classification_inference)(
+            mask_cls,
+            mask_pred,
+            padded_size=padded_size,
+            image_size=image_size,
+            output_size=(height, width),
+            semantic_on=self.semantic_on,
+            panoptic_on=self.panoptic_on,
+            instance_on=self.instance_on,
+            num_classes=mask_cls.shape[-1] - 1,
+            object_mask_threshold=self.object_mask_threshold,
+            overlap_threshold=self.overlap_threshold,
+            thing_ids=self.thing_ids if self.panoptic_on else None,
+            test_topk_per_image=self.test_topk_per_image,
+        )
 
     @property
     def thing_ids(self) -> List[int]:

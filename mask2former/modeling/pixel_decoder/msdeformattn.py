@@ -4,7 +4,7 @@
 # (Lin et al., CVPR 2017) top-down path to stride 4. Module names follow the official code so
 # official checkpoints load unchanged.
 import math
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import fvcore.nn.weight_init as weight_init
 import torch
@@ -85,18 +85,23 @@ class MSDeformAttnTransformerEncoder(nn.Module):
         self.layers = clone_layers(encoder_layer, num_layers)
 
     @staticmethod
-    def get_reference_points(spatial_shapes: Tensor, valid_ratios: Tensor) -> Tensor:
+    def get_reference_points(
+        spatial_shapes: Union[Tensor, Sequence[Tuple[int, int]]], valid_ratios: Tensor
+    ) -> Tensor:
         """Pixel centres of every level, normalised by the valid (unpadded) extent.
 
         Args:
-            spatial_shapes: [L, 2] int64 (H_l, W_l).
+            spatial_shapes: [L, 2] int64 (H_l, W_l), or the L (H_l, W_l) as host integers (no
+                device read).
             valid_ratios: [B, L, 2] valid fraction (w, h) of each level.
         Returns:
             [B, S, L, 2] (x, y) reference points, S = sum_l H_l*W_l.
         """
+        if isinstance(spatial_shapes, Tensor):
+            spatial_shapes = spatial_shapes.tolist()
         device = valid_ratios.device
         reference_points_list = []
-        for lvl, (h, w) in enumerate(spatial_shapes.tolist()):
+        for lvl, (h, w) in enumerate(spatial_shapes):
             ref_y, ref_x = torch.meshgrid(
                 torch.linspace(0.5, h - 0.5, h, dtype=torch.float32, device=device),
                 torch.linspace(0.5, w - 0.5, w, dtype=torch.float32, device=device),
@@ -116,9 +121,12 @@ class MSDeformAttnTransformerEncoder(nn.Module):
         valid_ratios: Tensor,
         pos: Tensor,
         padding_mask: Optional[Tensor] = None,
+        reference_points: Optional[Tensor] = None,
     ) -> Tensor:
-        """Shapes as in :class:`MSDeformAttnTransformerEncoderLayer`; returns [B, S, C]."""
-        reference_points = self.get_reference_points(spatial_shapes, valid_ratios)
+        """Shapes as in :class:`MSDeformAttnTransformerEncoderLayer`; returns [B, S, C].
+        ``reference_points`` [B, S, L, 2]: :meth:`get_reference_points`, computed if not given."""
+        if reference_points is None:
+            reference_points = self.get_reference_points(spatial_shapes, valid_ratios)
         output = src
         for layer in self.layers:
             output = layer(
@@ -196,11 +204,17 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
         src_flatten = torch.cat(src_flatten, 1)  # [B, S, C]
         mask_flatten = torch.cat(mask_flatten, 1)  # [B, S]
         lvl_pos_embed_flatten = torch.cat(lvl_pos_embed_flatten, 1)  # [B, S, C]
-        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=src_flatten.device)
+        # Copied to the device without waiting for it (no host-device synchronisation).
+        spatial_shapes = torch.tensor(shapes, dtype=torch.long).to(
+            src_flatten.device, non_blocking=True
+        )  # [L, 2]
         level_start_index = torch.cat(
             (spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1])
         )  # [L]
         valid_ratios = torch.stack([self.get_valid_ratio(m) for m in masks], 1)  # [B, L, 2]
+        reference_points = self.encoder.get_reference_points(
+            [(int(h), int(w)) for h, w in shapes], valid_ratios
+        )  # [B, S, L, 2]
 
         memory = self.encoder(
             src_flatten,
@@ -209,6 +223,7 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
             valid_ratios,
             lvl_pos_embed_flatten,
             mask_flatten,
+            reference_points=reference_points,
         )
         return memory, spatial_shapes, level_start_index
 
@@ -334,8 +349,15 @@ class MSDeformAttnPixelDecoder(nn.Module):
             [B, conv_dim, H/32, W/32] and 3 multi-scale features, coarse first.
         """
         device_type = next(iter(features.values())).device.type
-        # Deformable attention runs in fp32 (the official decorator: autocast(enabled=False)).
-        with torch.autocast(device_type=device_type, enabled=False):
+        # Under float16 autocast the decoder runs in float32, as the official one (its decorator
+        # autocast(enabled=False)): float16 overflows in the encoder. bfloat16 has float32's range
+        # and stays on, except for the deformable attention's sampling locations and softmax,
+        # which MSDeformAttn computes in float32.
+        bf16 = (
+            torch.is_autocast_enabled(device_type)
+            and torch.get_autocast_dtype(device_type) == torch.bfloat16
+        )
+        with torch.autocast(device_type=device_type, enabled=bf16):
             return self._forward_features(features, padding_mask)
 
     def _forward_features(
@@ -351,12 +373,12 @@ class MSDeformAttnPixelDecoder(nn.Module):
             srcs.append(self.input_proj[idx](x))
             pos.append(self.pe_layer(x, mask))
 
-        y, spatial_shapes, _ = self.transformer(srcs, pos, masks)  # [B, S, C]
+        y, _, _ = self.transformer(srcs, pos, masks)  # [B, S, C]
         bs = y.shape[0]
-        sizes = [h * w for h, w in spatial_shapes.tolist()]
+        shapes = [tuple(src.shape[-2:]) for src in srcs]  # host values: no device read
         out = [
             z.transpose(1, 2).view(bs, -1, h, w)  # [B, S_l, C] -> [B, C, H_l, W_l]
-            for z, (h, w) in zip(torch.split(y, sizes, dim=1), spatial_shapes.tolist())
+            for z, (h, w) in zip(torch.split(y, [h * w for h, w in shapes], dim=1), shapes)
         ]
 
         # Extra FPN levels, top-down (low to high resolution).

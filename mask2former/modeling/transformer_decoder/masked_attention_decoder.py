@@ -5,7 +5,7 @@
 # DETR (Carion et al., ECCV 2020, github.com/facebookresearch/detr). Module names follow the
 # official code so official checkpoints load unchanged.
 import logging
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import fvcore.nn.weight_init as weight_init
 import torch
@@ -27,8 +27,11 @@ from .registry import TRANSFORMER_DECODER_REGISTRY
 
 logger = logging.getLogger(__name__)
 
-# heads(query features [Q, B, C], (h, w)) -> (class logits, mask prediction, attention mask).
-PredictionHeads = Callable[[Tensor, Tuple[int, int]], Tuple[Tensor, Tensor, Tensor]]
+# (class logits, mask prediction or None, attention mask for the next layer)
+Prediction = Tuple[Tensor, Optional[Tensor], Tensor]
+# heads(query features [Q, B, C], index of the level the next layer attends to, whether this is
+# the final prediction) -> Prediction.
+PredictionHeads = Callable[[Tensor, int, bool], Prediction]
 
 
 @TRANSFORMER_DECODER_REGISTRY.register()
@@ -134,23 +137,40 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             state_dict[new_k] = state_dict.pop(k)
         super()._load_from_state_dict(state_dict, prefix, *args)
 
-    def forward(self, x: List[Tensor], mask_features: Tensor) -> Dict:
+    def forward(self, x: List[Tensor], mask_features: Tensor, aux_predictions: bool = True) -> Dict:
         """
         Args:
             x: 3 multi-scale features [B, in_channels, H_l, W_l], coarse first.
             mask_features: [B, mask_dim, H/4, W/4].
+            aux_predictions: also return the intermediate predictions (training needs them;
+                inference does not, and then skips their full-resolution masks).
         Returns:
             ``pred_logits`` [B, Q, K+1], ``pred_masks`` [B, Q, H/4, W/4] (final prediction) and
             ``aux_outputs``: list of ``num_layers`` dicts with the same keys, first the
-            prediction from the learned queries, then after each layer but the last.
+            prediction from the learned queries, then after each layer but the last (empty
+            without ``aux_predictions``).
         """
         self.check_levels(x)
         src, pos, size_list = self.memory(x)
+        # The attention masks threshold mask logits resized to each level. Resizing is linear and
+        # per channel, so mask_embed . resize(mask_features) = resize(mask_embed . mask_features):
+        # the masks are made from the mask features resized once per level.
+        with torch.no_grad():
+            level_mask_features = [
+                F.interpolate(mask_features, size=size, mode="bilinear", align_corners=False)
+                for size in size_list
+            ]  # [B, mask_dim, H_l, W_l]
 
-        def heads(output: Tensor, size: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tensor]:
-            return self.forward_prediction_heads(output, mask_features, size)
+        def heads(output: Tensor, level: int, final: bool) -> Prediction:
+            return self.forward_prediction_heads(
+                output,
+                mask_features,
+                attn_mask_target_size=size_list[level],
+                attn_mask_features=level_mask_features[level],
+                predict_masks=aux_predictions or final,
+            )
 
-        return self.outputs(*self.decode(src, pos, size_list, heads))
+        return self.outputs(*self.decode(src, pos, size_list, heads), aux_predictions)
 
     def check_levels(self, x: List[Tensor]) -> None:
         """Raise a ValueError unless ``x`` has one feature map per level."""
@@ -189,9 +209,10 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
 
         Args:
             src, pos, size_list: the memory of each level (:meth:`memory`), [S_l, B, C] each.
-            heads: ``heads(output [Q, B, C], (h, w))`` -> (class logits, mask prediction,
-                attention mask [B*nheads, Q, S] for the level of size (h, w)), e.g.
-                :meth:`forward_prediction_heads` on the mask features.
+            heads: ``heads(output [Q, B, C], level, final)`` -> (class logits, mask prediction
+                (may be None unless ``final``), attention mask [B*nheads, Q, S] for the level
+                ``level`` of ``size_list``), e.g. :meth:`forward_prediction_heads` on the mask
+                features.
         Returns:
             the ``num_layers + 1`` class logits and mask predictions of ``heads``: from the
             learned queries, then after each layer.
@@ -201,7 +222,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         output = self.query_feat.weight.unsqueeze(1).repeat(1, bs, 1)  # [Q, B, C]
 
         predictions_class, predictions_mask = [], []
-        outputs_class, outputs_mask, attn_mask = heads(output, size_list[0])
+        outputs_class, outputs_mask, attn_mask = heads(output, 0, self.num_layers == 0)
         predictions_class.append(outputs_class)
         predictions_mask.append(outputs_mask)
 
@@ -218,39 +239,59 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             output = self.transformer_ffn_layers[i](output)
 
             outputs_class, outputs_mask, attn_mask = heads(
-                output, size_list[(i + 1) % self.num_feature_levels]
+                output, (i + 1) % self.num_feature_levels, i == self.num_layers - 1
             )
             predictions_class.append(outputs_class)
             predictions_mask.append(outputs_mask)
         return predictions_class, predictions_mask
 
     @staticmethod
-    def outputs(predictions_class: List[Tensor], predictions_mask: List[Tensor]) -> Dict:
-        """The last prediction as ``pred_logits``/``pred_masks``, the others as ``aux_outputs``."""
+    def outputs(
+        predictions_class: List[Tensor],
+        predictions_mask: List[Optional[Tensor]],
+        aux_predictions: bool = True,
+    ) -> Dict:
+        """The last prediction as ``pred_logits``/``pred_masks``, the others as ``aux_outputs``
+        (none without ``aux_predictions``)."""
+        aux = zip(predictions_class[:-1], predictions_mask[:-1]) if aux_predictions else ()
         return {
             "pred_logits": predictions_class[-1],
             "pred_masks": predictions_mask[-1],
-            "aux_outputs": [
-                {"pred_logits": a, "pred_masks": b}
-                for a, b in zip(predictions_class[:-1], predictions_mask[:-1])
-            ],
+            "aux_outputs": [{"pred_logits": a, "pred_masks": b} for a, b in aux],
         }
 
     def forward_prediction_heads(
-        self, output: Tensor, mask_features: Tensor, attn_mask_target_size: Tuple[int, int]
-    ) -> Tuple[Tensor, Tensor, Tensor]:
+        self,
+        output: Tensor,
+        mask_features: Tensor,
+        attn_mask_target_size: Tuple[int, int],
+        attn_mask_features: Optional[Tensor] = None,
+        predict_masks: bool = True,
+    ) -> Tuple[Tensor, Optional[Tensor], Tensor]:
         """
         Args:
             output: [Q, B, C] query features.
             mask_features: [B, mask_dim, H/4, W/4].
             attn_mask_target_size: (h, w) of the feature level the next layer attends to.
+            attn_mask_features: optional ``mask_features`` resized to (h, w) [B, mask_dim, h, w]:
+                the attention mask is then made from them (the same mask, cheaper) instead of
+                from the resized mask logits.
+            predict_masks: compute the mask logits (otherwise None is returned for them; needs
+                ``attn_mask_features``).
         Returns:
             class logits [B, Q, K+1], mask logits [B, Q, H/4, W/4] and the attention mask for the
             next layer [B*nheads, Q, h*w] (bool, True = do not attend; detached).
         """
         outputs_class, mask_embed = self.query_heads(output)
-        outputs_mask = self.mask_logits(mask_embed, mask_features)
-        attn_mask = self.attention_mask(outputs_mask, attn_mask_target_size)
+        outputs_mask = None
+        if predict_masks or attn_mask_features is None:
+            outputs_mask = self.mask_logits(mask_embed, mask_features)
+        if attn_mask_features is None:
+            attn_mask = self.attention_mask(outputs_mask, attn_mask_target_size)
+        else:
+            with torch.no_grad():
+                level_logits = self.mask_logits(mask_embed, attn_mask_features)  # [B, Q, h, w]
+            attn_mask = masked_attention_mask(level_logits, self.num_heads)  # [B*nh, Q, h*w]
         return outputs_class, outputs_mask, attn_mask
 
     def query_heads(self, output: Tensor) -> Tuple[Tensor, Tensor]:

@@ -11,7 +11,11 @@ from detectron2.config import CfgNode, configurable
 from torch import Tensor
 
 from ..layers import PositionEmbeddingSine3D, masked_attention_mask
-from .masked_attention_decoder import MultiScaleMaskedTransformerDecoder, resize_masks
+from .masked_attention_decoder import (
+    MultiScaleMaskedTransformerDecoder,
+    Prediction,
+    resize_masks,
+)
 from .registry import TRANSFORMER_DECODER_REGISTRY
 
 __all__ = ["VideoMultiScaleMaskedTransformerDecoder"]
@@ -65,8 +69,8 @@ class VideoMultiScaleMaskedTransformerDecoder(MultiScaleMaskedTransformerDecoder
         clip_features = self.split_clips(mask_features, num_videos)  # [B, T, C, H/4, W/4]
         src, pos, size_list = self.clip_memory(x, clip_features.shape[0])
 
-        def heads(output: Tensor, size: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tensor]:
-            return self.forward_prediction_heads(output, clip_features, size)
+        def heads(output: Tensor, level: int, final: bool) -> Prediction:
+            return self.forward_prediction_heads(output, clip_features, size_list[level])
 
         return self.outputs(*self.decode(src, pos, size_list, heads))
 
@@ -91,11 +95,11 @@ class VideoMultiScaleMaskedTransformerDecoder(MultiScaleMaskedTransformerDecoder
         clip_features = self.split_clips(mask_features, 1)  # [1, T, C, H/4, W/4]
         src, pos, size_list = self.clip_memory(x, 1)
 
-        def heads(output: Tensor, size: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tensor]:
+        def heads(output: Tensor, level: int, final: bool) -> Prediction:
             outputs_class, mask_embed = self.query_heads(output)
             resized = torch.cat(
                 [
-                    resize_masks(self.mask_logits(mask_embed, chunk), size)
+                    resize_masks(self.mask_logits(mask_embed, chunk), size_list[level])
                     for chunk in clip_features.split(frames_per_chunk, dim=1)
                 ],
                 dim=2,

@@ -248,8 +248,12 @@ def test_compiled_op_checks_its_inputs(compiled) -> None:
         functions._C.ms_deform_attn_forward(
             value.bfloat16(), shapes, starts, loc.bfloat16(), attn, 64
         )
-    with pytest.raises(RuntimeError, match="do not add up"):
+    # The level layout is the C++ entry's to check (the Python wrapper reads no tensor memory);
+    # a ValueError, as from the wrapper.
+    with pytest.raises(ValueError, match="do not add up"):
         functions._C.ms_deform_attn_forward(value, shapes + 1, starts, loc, attn, 64)
+    with pytest.raises(ValueError, match="level_start_index"):
+        functions._C.ms_deform_attn_backward(value, shapes, starts + 1, loc, attn, value, 64)
     with pytest.raises(RuntimeError, match="grad_output must be"):
         functions._C.ms_deform_attn_backward(value, shapes, starts, loc, attn, value, 64)
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.profiler import record_function
 
 logger = logging.getLogger(__name__)
 
@@ -129,13 +130,14 @@ class _MSDeformAttnFunction(torch.autograd.Function):
         return grad_value, None, None, grad_locations, grad_weights, None
 
 
-def _check_inputs(
+def _check_shapes(
     value: Tensor,
     spatial_shapes: Tensor,
     level_start_index: Tensor,
     sampling_locations: Tensor,
     attention_weights: Tensor,
 ) -> None:
+    """Shapes and dtype: tensor metadata only, so no host-device synchronisation on a GPU."""
     if value.dim() != 4 or not value.is_floating_point():
         raise ValueError(
             f"value must be a float [N, S, M, D] tensor, got {value.dtype} {tuple(value.shape)}"
@@ -161,10 +163,16 @@ def _check_inputs(
             f"spatial_shapes must be [L={L}, 2] and level_start_index [L], got "
             f"{tuple(spatial_shapes.shape)} and {tuple(level_start_index.shape)}"
         )
+
+
+def _check_levels(spatial_shapes: Tensor, level_start_index: Tensor, length: int) -> None:
+    """The level layout (the H_l * W_l add up to ``length``, ``level_start_index`` holds their
+    running sums), read on the host: for the reference path, which reads the shapes anyway. The
+    compiled op checks it in C++ (CPU) or on the device (CUDA, without synchronising)."""
     sizes = [int(h) * int(w) for h, w in spatial_shapes.tolist()]
-    if sum(sizes) != S:
-        raise ValueError(f"spatial_shapes {spatial_shapes.tolist()} do not add up to S={S}")
-    starts = [sum(sizes[:i]) for i in range(L)]
+    if sum(sizes) != length:
+        raise ValueError(f"spatial_shapes {spatial_shapes.tolist()} do not add up to S={length}")
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
     if level_start_index.tolist() != starts:
         raise ValueError(
             f"level_start_index {level_start_index.tolist()} does not match spatial_shapes "
@@ -196,7 +204,7 @@ def ms_deform_attn(
     """Dispatches to the fastest available implementation for the inputs' device (see the module
     docstring). Shapes as in :func:`ms_deform_attn_reference`; returns [N, Lq, M*D].
     ``im2col_step`` is kept for compatibility with Deformable DETR's op; the kernels ignore it."""
-    _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    _check_shapes(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
     if value.dtype in (torch.float16, torch.bfloat16):
         value_dtype, coord_dtype = value.dtype, torch.float32
     else:
@@ -213,6 +221,7 @@ def ms_deform_attn(
     spatial_shapes = spatial_shapes.to(device=value.device, dtype=torch.int64)
     level_start_index = level_start_index.to(device=value.device, dtype=torch.int64)
     if not use_compiled:  # the reference needs one dtype; compute in the coordinates' precision
+        _check_levels(spatial_shapes, level_start_index, value.shape[1])
         return ms_deform_attn_reference(
             value.to(coord_dtype),
             spatial_shapes,
@@ -220,11 +229,12 @@ def ms_deform_attn(
             sampling_locations.to(coord_dtype),
             attention_weights.to(coord_dtype),
         ).to(value_dtype)
-    return _MSDeformAttnFunction.apply(
-        value.to(value_dtype).contiguous(),
-        spatial_shapes.contiguous(),
-        level_start_index.contiguous(),
-        sampling_locations.to(coord_dtype).contiguous(),
-        attention_weights.to(coord_dtype).contiguous(),
-        im2col_step,
-    )
+    with record_function("mask2former::ms_deform_attn"):
+        return _MSDeformAttnFunction.apply(
+            value.to(value_dtype).contiguous(),
+            spatial_shapes.contiguous(),
+            level_start_index.contiguous(),
+            sampling_locations.to(coord_dtype).contiguous(),
+            attention_weights.to(coord_dtype).contiguous(),
+            im2col_step,
+        )

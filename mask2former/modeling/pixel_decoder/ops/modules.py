@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.init import constant_, xavier_uniform_
 
+from ...layers.linear import linear
 from .functions import ms_deform_attn
 
 
@@ -88,21 +89,23 @@ class MSDeformAttn(nn.Module):
         """
         N, Len_q, _ = query.shape
         N, Len_in, _ = input_flatten.shape
-        if int((input_spatial_shapes[:, 0] * input_spatial_shapes[:, 1]).sum()) != Len_in:
-            raise ValueError(
-                f"input_spatial_shapes {input_spatial_shapes.tolist()} do not add up to "
-                f"Len_in={Len_in}"
-            )
-
-        value = self.value_proj(input_flatten)
+        # The level layout (spatial shapes vs Len_in) is checked by the op, without a host read.
+        value = linear(input_flatten, self.value_proj.weight, self.value_proj.bias)
         if input_padding_mask is not None:
             value = value.masked_fill(input_padding_mask[..., None], 0.0)
         # [N, Len_in, C] -> [N, Len_in, M, D]
         value = value.view(N, Len_in, self.n_heads, self.d_model // self.n_heads)
-        sampling_offsets = self.sampling_offsets(query).view(
+        # Offsets and attention logits from one matrix product over the queries.
+        num_offsets = self.sampling_offsets.out_features
+        projected = linear(
+            query,
+            torch.cat([self.sampling_offsets.weight, self.attention_weights.weight]),
+            torch.cat([self.sampling_offsets.bias, self.attention_weights.bias]),
+        ).float()  # [N, Lq, M*L*P*3]; coordinates and softmax in float32, also under autocast
+        sampling_offsets = projected[..., :num_offsets].view(
             N, Len_q, self.n_heads, self.n_levels, self.n_points, 2
         )  # [N, Lq, M, L, P, 2]
-        attention_weights = self.attention_weights(query).view(
+        attention_weights = projected[..., num_offsets:].view(
             N, Len_q, self.n_heads, self.n_levels * self.n_points
         )  # [N, Lq, M, L*P]
         attention_weights = attention_weights.softmax(-1).view(
@@ -133,4 +136,4 @@ class MSDeformAttn(nn.Module):
             attention_weights,
             self.im2col_step,
         )  # [N, Lq, C]
-        return self.output_proj(output)
+        return linear(output, self.output_proj.weight, self.output_proj.bias)

@@ -22,6 +22,30 @@ inline bool with_cuda() {
 #endif
 }
 
+// The level layout: the H_l * W_l sum to S and level_start_index holds their running sums (ValueError
+// in Python otherwise). Reads host memory: CPU tensors only.
+inline void check_levels_cpu(
+    const at::Tensor& spatial_shapes, const at::Tensor& level_start_index, int64_t S) {
+  const int64_t* shapes = spatial_shapes.const_data_ptr<int64_t>();
+  const int64_t* start = level_start_index.const_data_ptr<int64_t>();
+  const int64_t L = spatial_shapes.size(0);
+  int64_t total = 0;
+  for (int64_t l = 0; l < L; ++l) {
+    total += shapes[2 * l] * shapes[2 * l + 1];
+  }
+  TORCH_CHECK_VALUE(
+      total == S, "ms_deform_attn: spatial_shapes ", spatial_shapes,
+      " do not add up to value.size(1) = ", S);
+  total = 0;
+  for (int64_t l = 0; l < L; ++l) {
+    TORCH_CHECK_VALUE(
+        start[l] == total, "ms_deform_attn: level_start_index ", level_start_index,
+        " does not match spatial_shapes ", spatial_shapes, " (level ", l, " starts at ", total,
+        ")");
+    total += shapes[2 * l] * shapes[2 * l + 1];
+  }
+}
+
 // Shapes: value [N, S, M, D]; spatial_shapes [L, 2] and level_start_index [L] (int64);
 // sampling_loc [N, Lq, M, L, P, 2]; attn_weight [N, Lq, M, L, P]. Locations and weights use the
 // opmath dtype of value (float for half/bfloat16/float, double for double). All on one device.
@@ -65,12 +89,12 @@ inline void check_inputs(
         t->device() == value.device(), "ms_deform_attn: all inputs must be on ", value.device(),
         ", got one on ", t->device());
   }
-  if (spatial_shapes.is_cpu()) {  // on CUDA this would synchronise; the Python wrapper checks it
-    const auto sizes = spatial_shapes.prod(1);
-    TORCH_CHECK(
-        sizes.sum().item<int64_t>() == S, "ms_deform_attn: spatial_shapes ", spatial_shapes,
-        " do not add up to value.size(1) = ", S);
+  if (spatial_shapes.is_cpu()) {
+    check_levels_cpu(spatial_shapes.contiguous(), level_start_index.contiguous(), S);
   }
+  // On CUDA, reading the two tensors here would synchronise the host with the device: the kernel
+  // launchers check them on the device instead (a device-side assertion, reported by CUDA at the
+  // next synchronisation).
 }
 
 inline at::Tensor ms_deform_attn_forward(

@@ -16,6 +16,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/macros/Macros.h>
 
 #include <algorithm>
 
@@ -25,7 +26,10 @@ namespace mask2former {
 namespace {
 
 constexpr int kThreads = 256;  // a multiple of the warp size (the backward reduction relies on it)
-constexpr int64_t kMaxBlocks = 1 << 20;
+// Grid size cap: 4096 blocks of 256 threads (1M threads) keep every current GPU busy; larger
+// problems (e.g. 1M queries x 8 heads x 32 channels) take the kernels' grid-stride loops, which
+// the CUDA tests exercise with a few million elements.
+constexpr int64_t kMaxBlocks = 4096;
 
 struct Dims {
   int64_t N, S, M, D, L, P, Lq;
@@ -205,6 +209,34 @@ __global__ void backward_kernel(
   }
 }
 
+// The level layout check of check_levels_cpu (ms_deform_attn.h), on the device: one thread; a
+// failure is a device-side assertion, reported by CUDA at the next synchronisation. Launched before
+// each kernel on the same stream, so it costs no host-device synchronisation.
+__global__ void check_levels_kernel(
+    const int64_t* __restrict__ shapes, const int64_t* __restrict__ level_start, int64_t L,
+    int64_t S) {
+  int64_t total = 0;
+  for (int64_t l = 0; l < L; ++l) {
+    CUDA_KERNEL_ASSERT_PRINTF(
+        level_start[l] == total, "ms_deform_attn: level_start_index[%lld] = %lld, expected %lld",
+        static_cast<long long>(l), static_cast<long long>(level_start[l]),
+        static_cast<long long>(total));
+    total += shapes[2 * l] * shapes[2 * l + 1];
+  }
+  CUDA_KERNEL_ASSERT_PRINTF(
+      total == S, "ms_deform_attn: spatial_shapes add up to %lld, value.size(1) = %lld",
+      static_cast<long long>(total), static_cast<long long>(S));
+}
+
+void check_levels(
+    const at::Tensor& spatial_shapes, const at::Tensor& level_start_index, int64_t S,
+    cudaStream_t stream) {
+  check_levels_kernel<<<1, 1, 0, stream>>>(
+      spatial_shapes.const_data_ptr<int64_t>(), level_start_index.const_data_ptr<int64_t>(),
+      spatial_shapes.size(0), S);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 Dims get_dims(const at::Tensor& value, const at::Tensor& sampling_loc) {
   return {value.size(0), value.size(1), value.size(2), value.size(3),
           sampling_loc.size(3), sampling_loc.size(4), sampling_loc.size(1)};
@@ -222,10 +254,11 @@ at::Tensor ms_deform_attn_cuda_forward(
   const Dims dm = get_dims(value, sampling_loc);
   auto output = at::empty({dm.N, dm.Lq, dm.M * dm.D}, value.options());
   const int64_t total = output.numel();
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  check_levels(spatial_shapes, level_start_index, dm.S, stream);
   if (total == 0) {
     return output;
   }
-  const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn_cuda_forward", [&] {
         using acc_t = at::opmath_type<scalar_t>;
@@ -259,8 +292,9 @@ std::vector<at::Tensor> ms_deform_attn_cuda_backward(
   // channel lanes summed by warp shuffles: aligned groups of D (or 32) lanes share (n, q, m)
   const bool pow2 = dm.D > 0 && (dm.D & (dm.D - 1)) == 0;
   const int group = pow2 ? static_cast<int>(std::min<int64_t>(dm.D, 32)) : 1;
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  check_levels(spatial_shapes, level_start_index, dm.S, stream);
   if (total > 0) {
-    const auto stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(
         at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn_cuda_backward", [&] {
           using acc_t = at::opmath_type<scalar_t>;
