@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from bench_common import cpu_model, write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 # Measure this checkout's package, whatever the editable install points to.
@@ -69,17 +70,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 def environment(threads: int) -> Dict[str, Any]:
     """CPU model, cores, threads, load average, versions."""
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in lscpu.splitlines()
-            if line.startswith("Model name")
-        )
-    except (OSError, StopIteration):
-        cpu = platform.processor()
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "threads": threads,
         "loadavg": list(os.getloadavg()),
@@ -217,8 +209,4 @@ def ratio(ours: Optional[float], official: Optional[float]) -> Optional[float]:
 
 
 def write_result(result: Dict[str, Any], out: Optional[Path]) -> None:
-    text = json.dumps(result, indent=1)
-    print(text)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+    write_results(result, out)

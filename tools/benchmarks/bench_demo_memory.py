@@ -14,7 +14,6 @@ every 0.25 s (the median of each tenth of the run, to show a trend).
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -26,17 +25,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from bench_common import cpu_model, write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs/quick_schedules/Panoptic-R50-instant.yaml"
 PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def rss_mb() -> float:
@@ -172,11 +165,7 @@ def main() -> None:
         if len(args.sizes) > 1
         else None,
     }
-    text = json.dumps(results, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    write_results(results, args.out)
 
 
 if __name__ == "__main__":

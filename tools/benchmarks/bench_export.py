@@ -11,8 +11,6 @@ the compiled deformable-attention kernel when built.
 """
 
 import argparse
-import json
-import platform
 import statistics
 import tempfile
 import time
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import onnxruntime
 import torch
+from bench_common import cpu_model, write_results  # noqa: E402
 from detectron2.modeling import build_model
 
 import mask2former  # noqa: F401  (registers the model)
@@ -79,16 +78,6 @@ def bench(config: str, size: tuple, threads: int, repeats: int, workdir: str) ->
     }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -100,7 +89,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results = {
         "threads": args.threads,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
         "runs": {},
@@ -110,11 +99,7 @@ def main() -> None:
             results["runs"][f"{name}@{args.size[0]}x{args.size[1]}"] = bench(
                 CONFIGS[name], tuple(args.size), args.threads, args.repeats, workdir
             )
-    text = json.dumps(results, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    write_results(results, args.out)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import torch
+from bench_common import cpu_model, write_results  # noqa: E402
 from detectron2.engine import HookBase
 
 from mask2former.config import build_config
@@ -90,13 +90,6 @@ class MemoryRecorder(HookBase):
         print(json.dumps(self.records[-1]), flush=True)
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=300)
@@ -137,11 +130,7 @@ def main() -> None:
         "load_average_before_after": [round(x, 1) for x in load_before + os.getloadavg()],
         "torch": torch.__version__,
     }
-    text = json.dumps(results, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    write_results(results, args.out)
 
 
 if __name__ == "__main__":

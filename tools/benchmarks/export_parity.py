@@ -8,13 +8,13 @@ and ONNX Runtime against PyTorch on both sample photos resized to two test sizes
 """
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
+from bench_common import write_results  # the script's folder is on sys.path
 from detectron2.modeling import build_model
 from PIL import Image
 
@@ -104,11 +104,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    text = json.dumps({kind: measure(kind) for kind in CONFIGS}, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    write_results({kind: measure(kind) for kind in CONFIGS}, args.out)
 
 
 if __name__ == "__main__":
