@@ -206,7 +206,7 @@ def quoted_options(text: str) -> Set[str]:
 def script_options(script: Path) -> Set[str]:
     """The ``--options`` a script defines: in its source, in detectron2's default parser when it
     uses that, in the converters' shared command line, in ``tools/train_net.py`` for the runner
-    of the extension examples."""
+    of the extension examples, in the speed benchmarks' shared arguments."""
     text = script.read_text()
     options = quoted_options(text) | {"--help"}
     if "default_argument_parser" in text:
@@ -217,6 +217,8 @@ def script_options(script: Path) -> Set[str]:
         options |= quoted_options((ROOT / "mask2former/checkpoint/cli.py").read_text())
     if "train_net.invoke_main" in text:
         options |= script_options(ROOT / "tools/train_net.py")
+    if "add_common_args" in text:  # the speed benchmarks' shared options
+        options |= quoted_options((ROOT / "tools/benchmarks/_bench_common.py").read_text())
     return options
 
 
