@@ -15,7 +15,8 @@ from typing import Tuple
 
 from detectron2.config import CfgNode as CN
 
-from .config import _check, add_maskformer2_config
+from .config import add_maskformer2_config
+from .config_validation import _check
 
 __all__ = [
     "CLIP_FLIP_MODES",
