@@ -4,6 +4,7 @@ memory growth over 300 iterations is measured by ``tools/benchmarks/bench_train_
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Dict, Iterable
@@ -19,6 +20,8 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="need
 
 def load_bench() -> ModuleType:
     path = ROOT / "tools/benchmarks/bench_train_memory.py"
+    if str(path.parent) not in sys.path:  # its shared modules, as when run as a script
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location("bench_train_memory", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

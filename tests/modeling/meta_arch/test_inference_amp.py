@@ -4,6 +4,7 @@ trained quick-start model (the figures of ``tools/benchmarks/bench_bf16_accuracy
 
 import importlib.util
 import logging
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Dict, List
@@ -25,6 +26,8 @@ BF16 = ["TEST.AMP.ENABLED", "True", "TEST.AMP.DTYPE", "bfloat16"]
 
 def load_bench() -> ModuleType:
     path = ROOT / "tools/benchmarks/bench_bf16_accuracy.py"
+    if str(path.parent) not in sys.path:  # its shared modules, as when run as a script
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location("bench_bf16_accuracy", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
