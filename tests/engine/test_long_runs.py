@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Dict, Iterable
+from typing import Any, Dict, Iterable, Set
 
 import pytest
 
@@ -31,20 +31,22 @@ def load_bench() -> ModuleType:
 BENCH = load_bench()  # its /proc readers: children(pid), open_fds(pid)
 
 
-def open_files() -> int:
-    """File descriptors of this process and of its children (the data-loader workers)."""
-    pids = [os.getpid(), *BENCH.children(os.getpid())]
+def open_files(ignored: Set[int] = frozenset()) -> int:
+    """File descriptors of this process and of its children (the data-loader workers), except the
+    children in ``ignored`` (processes that earlier tests left, which may close files meanwhile)."""
+    pids = [os.getpid(), *(p for p in BENCH.children(os.getpid()) if p not in ignored)]
     return sum(BENCH.open_fds(pid) for pid in pids)
 
 
 def fd_growth(loader: Iterable[Any], warmup: int = 5, iterations: int = 40) -> int:
+    earlier = set(BENCH.children(os.getpid()))
     batches = iter(loader)
     for _ in range(warmup):
         next(batches)
-    before = open_files()
+    before = open_files(earlier)
     for _ in range(iterations):
         next(batches)
-    after = open_files()
+    after = open_files(earlier)
     del batches
     return after - before
 
