@@ -1,10 +1,9 @@
 """Helpers of the demo tests: the demo's modules, and its command line on a tiny model."""
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import List, Sequence
+
+from tests.helpers.scripts import load_demo_module  # noqa: F401  (the demo tests' loader)
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_DIR = REPO / "demo"
@@ -20,19 +19,6 @@ SMALL_OPTS = [
     "MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD",
     "0.0",
 ]
-
-
-def load_demo_module(name: str) -> ModuleType:
-    """``demo/<name>.py`` as a module; the demo's sibling modules import as it does."""
-    if str(DEMO_DIR) not in sys.path:
-        sys.path.insert(0, str(DEMO_DIR))
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, DEMO_DIR / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def demo_argv(

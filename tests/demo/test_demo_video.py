@@ -11,7 +11,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
-from tests.helpers.demo_modules import load_demo_module
+from tests.helpers.scripts import load_demo_module
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs/quick_schedules/VIS-R50-instant.yaml"

@@ -2,9 +2,7 @@
 ``/proc/<pid>/fd`` of the training process and of its data-loader workers over iterations. (The
 memory growth over 300 iterations is measured by ``tools/benchmarks/bench_train_memory.py``.)"""
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Dict, Iterable, Set
@@ -13,19 +11,14 @@ import pytest
 
 from mask2former.data.samplers import IterationBatches, IterationBatchLoader
 from mask2former.engine import Trainer
-from tests.helpers.train_runs import ROOT, tiny_config
+from tests.helpers.scripts import load_benchmark_module
+from tests.helpers.train_runs import tiny_config
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
 
 
 def load_bench() -> ModuleType:
-    path = ROOT / "tools/benchmarks/bench_train_memory.py"
-    if str(path.parent) not in sys.path:  # its shared modules, as when run as a script
-        sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location("bench_train_memory", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_module("bench_train_memory")
 
 
 BENCH = load_bench()  # its /proc readers: children(pid), open_fds(pid)

@@ -2,9 +2,7 @@
 bfloat16 and what stays float32, and its accuracy on the official fixtures and on a briefly
 trained quick-start model (the figures of ``tools/benchmarks/bench_bf16_accuracy.py``)."""
 
-import importlib.util
 import logging
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Dict, List
@@ -19,19 +17,14 @@ from mask2former.config import build_config
 from mask2former.modeling.meta_arch.mask_former import inference_amp_dtype
 from mask2former.modeling.pixel_decoder.ops import modules as deform_modules
 from tests.helpers.official_fixtures import FIXTURES, official_cfg
+from tests.helpers.scripts import load_benchmark_module
 
 ROOT = Path(__file__).resolve().parents[3]
 BF16 = ["TEST.AMP.ENABLED", "True", "TEST.AMP.DTYPE", "bfloat16"]
 
 
 def load_bench() -> ModuleType:
-    path = ROOT / "tools/benchmarks/bench_bf16_accuracy.py"
-    if str(path.parent) not in sys.path:  # its shared modules, as when run as a script
-        sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location("bench_bf16_accuracy", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_module("bench_bf16_accuracy")
 
 
 def test_config_keys(caplog: pytest.LogCaptureFixture) -> None:
