@@ -7,7 +7,13 @@ The tiny config has a FrozenBN backbone and GroupNorm heads (no statistics acros
 each image's random point sampling is seeded by its slot in the global batch. The class loss is
 tested with ``NO_OBJECT_WEIGHT`` 1: with the official 0.1 it is a weighted mean per process (as in
 the official code and DETR), whose weights depend on how many queries each process matched, so it
-differs between one and two processes by design.
+differs between one and two processes by design. The mask losses are tested on uniformly sampled
+points (``IMPORTANCE_SAMPLE_RATIO`` 0): importance sampling keeps the most uncertain of the
+candidate points, a top-k over values that one process (batch 2) and two (batch 1 each) compute
+with different float rounding (convolution and matrix-product algorithms depend on the batch
+size), so a near-tie can swap a point and change one layer's loss by about 1e-3 (measured: 4.7e-4
+relative, the final layer's dice loss at one of 10 iterations). That is a discrete choice, not an
+error in the gradient or data distribution this test checks.
 """
 
 import json
@@ -23,6 +29,7 @@ ITERS = 10
 OPTS = [
     *("SOLVER.MAX_ITER", str(ITERS), "SOLVER.CHECKPOINT_PERIOD", "1000"),
     *("MODEL.MASK_FORMER.NO_OBJECT_WEIGHT", "1.0"),
+    *("MODEL.MASK_FORMER.IMPORTANCE_SAMPLE_RATIO", "0.0"),
 ]
 EVAL_OPTS = [
     *("DATASETS.TEST", "('m2f_synthetic_panoptic_val',)"),
@@ -54,17 +61,14 @@ def sorted_predictions(path: Path, key: str) -> List[Dict]:
     return sorted(entries, key=lambda p: json.dumps(p, sort_keys=True))
 
 
-def max_difference(
-    a: Dict[str, List[List[float]]], b: Dict[str, List[List[float]]], relative: bool = False
-) -> float:
-    """Largest absolute (or relative to ``b``'s value, at least 1) difference of logged losses."""
+def max_difference(a: Dict[str, List[List[float]]], b: Dict[str, List[List[float]]]) -> float:
+    """Largest absolute difference of the logged losses."""
     assert sorted(a) == sorted(b) and "total_loss" in a
     difference = 0.0
     for name in a:
         assert [it for it, _ in a[name]] == [it for it, _ in b[name]] == list(range(ITERS)), name
         for (_, x), (_, y) in zip(a[name], b[name]):
-            scale = max(abs(y), 1.0) if relative else 1.0
-            difference = max(difference, abs(x - y) / scale)
+            difference = max(difference, abs(x - y))
     return difference
 
 
@@ -99,13 +103,7 @@ def test_two_cpu_processes_give_the_losses_of_one(runs: Dict[str, Path]) -> None
     assert "World size: 2" in (tmp / "two/log.txt").read_text()
     difference = max_difference(losses(tmp / "one.json"), losses(tmp / "two.json"))
     print(f"max loss difference, 1 vs 2 processes over {ITERS} iterations: {difference:.3g}")
-    relative = max_difference(losses(tmp / "one.json"), losses(tmp / "two.json"), relative=True)
-    print(f"max relative loss difference: {relative:.3g}")
-    # Was 1.9e-6 absolute before the speed and video merges; since then one loss term differs by
-    # 4.7e-4 relative at one iteration (2.3e-3 absolute, loss_dice at iteration 4), cause not yet
-    # traced (not the deformable-attention kernel, not channels-last). The final weights still
-    # agree to 1e-4 (below).
-    assert relative < 1e-3
+    assert difference < 1e-4
     one, two = load_weights(tmp / "one/model_final.pth"), load_weights(tmp / "two/model_final.pth")
     assert max((one[k].double() - two[k].double()).abs().max().item() for k in one) < 1e-4
 
