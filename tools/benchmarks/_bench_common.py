@@ -177,12 +177,25 @@ def official_available(root: Optional[str]) -> Optional[str]:
     return root
 
 
-def run_official(root: str, args: Sequence[str], timeout: float = 3600) -> Dict[str, Any]:
+# glibc's malloc configured as mask2former.utils.cpu_memory.keep_freed_cpu_memory() does (its
+# environment-variable form), for running the official code with the same allocator behaviour.
+KEEP_FREED_MEMORY_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(2**31 - 1),
+    "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1),
+}
+
+
+def run_official(
+    root: str, args: Sequence[str], timeout: float = 3600, keep_freed_memory: bool = False
+) -> Dict[str, Any]:
     """Run ``_official_driver.py`` (the official code's driver, with CPU-time and memory
     instrumentation) in a subprocess: the official package first on the path, the cwd outside
-    this project. Returns its JSON result."""
+    this project; with ``keep_freed_memory``, glibc's malloc set up as ours does at inference
+    (``KEEP_FREED_MEMORY_ENV``). Returns its JSON result."""
     driver = Path(__file__).with_name("_official_driver.py")
     env = dict(os.environ, PYTHONPATH=f"{root}:{root}/_shims")
+    if keep_freed_memory:
+        env.update(KEEP_FREED_MEMORY_ENV)
     env.pop(OFFICIAL_ENV, None)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "official.json"

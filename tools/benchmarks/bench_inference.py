@@ -12,6 +12,12 @@ autocast, ``TEST.AMP``, unless ``--no-bf16``) and the official implementation (a
 per round: build, one warm-up, one timed call) in turn; medians of the wall time and of the process
 CPU time (all threads) are reported with the ratios ours / official measured in the same run.
 
+Allocator: our model applies ``TEST.CPU_KEEP_FREED_MEMORY`` (on by default: glibc's malloc keeps
+freed memory instead of page-faulting every large tensor in again; ``mask2former/utils/
+cpu_memory.py``). ``--no-keep-freed-memory`` turns it off for ours; ``--official-keep-freed-memory``
+runs the official code with the same malloc setting (environment variables), for the comparison of
+the two implementations under the same allocator.
+
 ``--profile`` adds the breakdown of the float32 call of ours (and of the bfloat16 one) from
 ``torch.profiler``: backbone, pixel decoder (encoder, its deformable attention modules and kernel,
 the rest of the encoder: FFNs and norms, the FPN and mask features), transformer decoder, and
@@ -147,7 +153,8 @@ def profile_call(model: nn.Module, call: Callable[[], Any], rounds: int) -> Dict
 
 def bench_model(name: str, args: argparse.Namespace, official: Optional[str]) -> Dict[str, Any]:
     height, width = args.size
-    cfg, model = build_ours(name)
+    keep = "False" if args.no_keep_freed_memory else "True"
+    cfg, model = build_ours(name, ["TEST.CPU_KEEP_FREED_MEMORY", keep])
     realistic_weights(model)
     model.eval()
     image = load_photo(height, width)
@@ -178,7 +185,13 @@ def bench_model(name: str, args: argparse.Namespace, official: Optional[str]) ->
                 with timers[variant]:
                     call(dtype)
             if official:
-                official_rows.append(run_official(official, official_args)["eval"])
+                official_rows.append(
+                    run_official(
+                        official,
+                        official_args,
+                        keep_freed_memory=args.official_keep_freed_memory,
+                    )["eval"]
+                )
     for variant in variants:
         result[variant] = timers[variant].summary()
     if official_rows:
@@ -214,6 +227,16 @@ def main() -> None:
     parser.add_argument("--no-bf16", action="store_true", help="skip the bfloat16 variant")
     parser.add_argument("--profile", action="store_true", help="add the per-part breakdown")
     parser.add_argument("--profile-rounds", type=int, default=3, help="profiled calls (median)")
+    parser.add_argument(
+        "--no-keep-freed-memory",
+        action="store_true",
+        help="ours with TEST.CPU_KEEP_FREED_MEMORY False (glibc returns freed memory)",
+    )
+    parser.add_argument(
+        "--official-keep-freed-memory",
+        action="store_true",
+        help="run the official code with the malloc setting of TEST.CPU_KEEP_FREED_MEMORY",
+    )
     add_common_args(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -224,6 +247,10 @@ def main() -> None:
         "weights": REALISTIC_WEIGHTS_DOC,
         "environment": environment(args.threads),
         "official_root": official,
+        "keep_freed_memory": {
+            "ours": not args.no_keep_freed_memory,
+            "official": args.official_keep_freed_memory,
+        },
         "models": {name: bench_model(name, args, official) for name in args.models},
     }
     result["environment"]["loadavg_end"] = list(os.getloadavg())

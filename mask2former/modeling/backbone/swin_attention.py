@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..layers.linear import linear
+
 __all__ = [
     "SHIFT_MASK_VALUE",
     "WindowAttention",
@@ -141,7 +143,8 @@ class WindowAttention(nn.Module):
     def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         """`x: [B*nW, N, C]`, `mask: [nW, N, N]` additive or None -> `[B*nW, N, C]`."""
         bw, n, c = x.shape
-        qkv = self.qkv(x).reshape(bw, n, 3, self.num_heads, c // self.num_heads)  # B*nW,N,3,nH,d
+        qkv = linear(x, self.qkv.weight, self.qkv.bias)  # B*nW, N, 3*C
+        qkv = qkv.reshape(bw, n, 3, self.num_heads, c // self.num_heads)  # B*nW, N, 3, nH, d
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each B*nW, nH, N, d
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]  # N*N,nH
         bias = bias.view(n, n, -1).permute(2, 0, 1).unsqueeze(0)  # 1, nH, N, N
@@ -158,7 +161,7 @@ class WindowAttention(nn.Module):
             scale=self.scale,
         )  # B*nW, nH, N, d
         out = out.transpose(1, 2).reshape(bw, n, c)  # B*nW, N, C
-        return self.proj_drop(self.proj(out))
+        return self.proj_drop(linear(out, self.proj.weight, self.proj.bias))
 
     def _load_from_state_dict(self, state_dict: Dict[str, Tensor], prefix: str, *args) -> None:
         table_key = prefix + "relative_position_bias_table"

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
+from ..layers.linear import linear
 from .swin_attention import WindowAttention, shifted_window_mask, window_partition, window_reverse
 
 __all__ = ["BasicLayer", "DropPath", "Mlp", "PatchEmbed", "PatchMerging", "SwinTransformerBlock"]
@@ -49,7 +50,8 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        hidden = self.act(linear(x, self.fc1.weight, self.fc1.bias))
+        return self.drop(linear(self.drop(hidden), self.fc2.weight, self.fc2.bias))
 
 
 class SwinTransformerBlock(nn.Module):

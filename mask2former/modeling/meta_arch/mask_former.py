@@ -64,6 +64,7 @@ class MaskFormer(MaskClassificationModel):
         instance_on: bool,
         test_topk_per_image: int,
         inference_amp_dtype: Optional[torch.dtype] = None,
+        keep_freed_memory: bool = False,
     ) -> None:
         """
         Args:
@@ -85,6 +86,7 @@ class MaskFormer(MaskClassificationModel):
             inference_amp_dtype: run the network (not the post-processing) under
                 ``torch.autocast`` in this dtype at inference (e.g. ``torch.bfloat16``); None:
                 float32.
+            keep_freed_memory: see :class:`MaskClassificationModel`.
         """
         if not semantic_on and not sem_seg_postprocess_before_inference:
             raise ValueError(
@@ -92,7 +94,13 @@ class MaskFormer(MaskClassificationModel):
                 "inference alone; set it to True when semantic_on is False"
             )
         super().__init__(
-            backbone, sem_seg_head, criterion, size_divisibility, pixel_mean, pixel_std
+            backbone,
+            sem_seg_head,
+            criterion,
+            size_divisibility,
+            pixel_mean,
+            pixel_std,
+            keep_freed_memory,
         )
         self.object_mask_threshold = object_mask_threshold
         self.overlap_threshold = overlap_threshold
@@ -130,6 +138,7 @@ class MaskFormer(MaskClassificationModel):
             ),
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
+            "keep_freed_memory": cfg.TEST.CPU_KEEP_FREED_MEMORY,
             "semantic_on": mf.TEST.SEMANTIC_ON,
             "panoptic_on": mf.TEST.PANOPTIC_ON,
             "instance_on": mf.TEST.INSTANCE_ON,
@@ -159,6 +168,7 @@ class MaskFormer(MaskClassificationModel):
             outputs = self.sem_seg_head(self.backbone(network_input))
             return self.losses(outputs, self.prepare_targets(batched_inputs, images))
 
+        self.prepare_inference()
         with self.inference_autocast():
             features = self.backbone(network_input)
             if self.head_skips_aux_predictions:
