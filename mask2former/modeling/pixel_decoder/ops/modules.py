@@ -115,10 +115,15 @@ class MSDeformAttn(nn.Module):
             offset_normalizer = torch.stack(
                 [input_spatial_shapes[..., 1], input_spatial_shapes[..., 0]], -1
             )  # [L, 2] as (W, H)
-            sampling_locations = (
-                reference_points[:, :, None, :, None, :]
-                + sampling_offsets / offset_normalizer[None, None, None, :, None, :]
-            )  # [N, Lq, M, L, P, 2]
+            # reference + offset / normaliser, element by element as officially, on [N, Lq,
+            # M*L*P*2] rows (the broadcasts expanded first): the same values, but vectorised
+            # loops instead of ones over the innermost (x, y) pairs.
+            shape = (N, Len_q, self.n_heads, self.n_levels, self.n_points, 2)
+            normalizer = offset_normalizer[None, None, None, :, None, :].expand(shape)[0, 0]
+            sampling_locations = sampling_offsets.reshape(N, Len_q, -1) / normalizer.reshape(-1)
+            sampling_locations = sampling_locations.add_(
+                reference_points[:, :, None, :, None, :].expand(shape).reshape(N, Len_q, -1)
+            ).view(shape)  # [N, Lq, M, L, P, 2]
         elif reference_points.shape[-1] == 4:
             sampling_locations = (
                 reference_points[:, :, None, :, None, :2]
