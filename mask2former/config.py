@@ -97,10 +97,11 @@ def add_test_config(cfg: CN) -> None:
     # Ours (not official): autocast dtype of TEST.AMP.ENABLED, "bfloat16" (CPU or CUDA) or
     # "float16" (CUDA only: on other devices inference stays float32, with a warning).
     cfg.TEST.AMP.DTYPE = "bfloat16"
-    # Ours (not official): at the first inference on a CPU, make glibc's malloc keep freed memory
-    # for the rest of the process (utils/cpu_memory.py) instead of returning every large tensor to
-    # the system and page-faulting it in again on the next call: about 1.5x faster inference at
-    # 800x1088 (measured, README "Speed"), same results; the process keeps its peak memory.
+    # Ours (not official): at the first inference of an image model on a CPU, make glibc's malloc
+    # keep freed memory for the rest of the process (utils/cpu_memory.py) instead of returning
+    # every large tensor to the system and page-faulting it in again on the next call: about 1.5x
+    # faster inference at 800x1088 (measured, README "Speed"), same results; the process keeps its
+    # peak memory. Not used by the video model (meta_arch/video_mask_former.py says why).
     cfg.TEST.CPU_KEEP_FREED_MEMORY = True
 
 

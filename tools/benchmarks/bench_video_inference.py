@@ -50,6 +50,7 @@ def run_child(args: argparse.Namespace) -> Dict[str, Any]:
     if args.window_size:
         opts += ["MODEL.MASK_FORMER.TEST.WINDOW_INFERENCE", "True"]
         opts += ["MODEL.MASK_FORMER.TEST.WINDOW_SIZE", str(args.window_size)]
+    opts += args.opts
     torch.manual_seed(0)
     model = build_model(build_config(str(CONFIG), opts)).eval()
     generator = torch.Generator().manual_seed(0)
@@ -86,7 +87,7 @@ def run_mode(args: argparse.Namespace, window_size: int, out: Path) -> Dict[str,
     command = [sys.executable, __file__, "--child", "--child-out", str(out)]
     command += ["--frames", str(args.frames), "--height", str(args.height)]
     command += ["--width", str(args.width), "--threads", str(args.threads)]
-    command += ["--window-size", str(window_size)]
+    command += ["--window-size", str(window_size), *args.opts]
     cap = int(args.max_gb * GB)
 
     def limit() -> None:
@@ -129,6 +130,7 @@ def main() -> None:
     parser.add_argument("--max-gb", type=float, default=16.0, help="address-space cap per run")
     parser.add_argument("--skip-whole", action="store_true", help="only the windowed runs")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--window-size", type=int, default=0, help=argparse.SUPPRESS)
@@ -150,6 +152,7 @@ def main() -> None:
     results = {
         **machine_facts(),
         "config": str(CONFIG.relative_to(REPO)),
+        "opts": args.opts,
         "video": {"frames": args.frames, "height": args.height, "width": args.width},
         "threads": args.threads,
         "max_gb": args.max_gb,
