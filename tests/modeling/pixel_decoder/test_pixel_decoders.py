@@ -136,6 +136,21 @@ def test_batch_equals_single_runs(name: str) -> None:
                 torch.testing.assert_close(a[i : i + 1], b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("batch", [1, 2])
+def test_msdeformattn_features_have_channels_last_strides(batch: int) -> None:
+    """The encoder's levels are [B, C, H, W] views of its [B, S, C] output with the strides of a
+    channels-last tensor of their own (batch stride H*W*C even for B = 1): the official
+    ``transpose(1, 2).view(...)`` gives B = 1 a batch stride of C, on which F.interpolate takes a
+    path 7x slower on CPU (tools/benchmarks/bench_inference.py); the values are the same."""
+    decoder = build_pixel_decoder(tiny_cfg(), shapes_of(tiny_features())).eval()
+    with torch.no_grad():
+        _, _, multi_scale = decoder.forward_features(tiny_features(batch=batch))
+    for level in multi_scale:
+        _, c, h, w = level.shape
+        assert level.stride()[1:] == (1, w * c, c), level.stride()
+        assert level.stride()[0] >= h * w * c, level.stride()
+
+
 def test_msdeformattn_padding_mask() -> None:
     decoder = build_pixel_decoder(tiny_cfg(), shapes_of(tiny_features())).eval()
     features = tiny_features()
