@@ -47,8 +47,12 @@ def fd_growth(loader: Iterable[Any], warmup: int = 5, iterations: int = 40) -> i
 def test_training_loader_with_a_worker_keeps_its_file_handles(
     synthetic_datasets: Path, tmp_path: Path
 ) -> None:
+    """Over 40 iterations a leak of one file per sample would add 40 or more descriptors. Fewer
+    can come and go without a leak: batches from the worker arrive as shared-memory descriptors,
+    held while a batch is prefetched, so the count at a given moment depends on how many batches
+    are waiting (it was +10 once in CI, 0 in the other runs)."""
     cfg = tiny_config(tmp_path, "DATALOADER.NUM_WORKERS", "1")
-    assert fd_growth(Trainer.build_train_loader(cfg)) <= 1
+    assert fd_growth(Trainer.build_train_loader(cfg), iterations=40) < 20
 
 
 def test_the_count_sees_a_leak_in_a_worker(tmp_path: Path) -> None:
