@@ -21,6 +21,7 @@ from detectron2.utils import comm
 
 from mask2former.engine import Trainer, setup
 from mask2former.engine.checkpoint import Checkpointer
+from mask2former.engine.distributed import finish_distributed
 
 
 def main(args: argparse.Namespace) -> Dict[str, Any]:
@@ -42,10 +43,18 @@ def main(args: argparse.Namespace) -> Dict[str, Any]:
     return trainer.train()
 
 
+def main_then_finish(args: argparse.Namespace) -> Dict[str, Any]:
+    """What each launched process runs: :func:`main`, then all processes close the process
+    group together (:func:`finish_distributed`)."""
+    results = main(args)
+    finish_distributed()
+    return results
+
+
 def invoke_main() -> None:
     args = default_argument_parser().parse_args()
     launch(
-        main,
+        main_then_finish,
         args.num_gpus,
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,

@@ -102,7 +102,7 @@ def main_writing_results(args):
     return results
 
 
-train_net.main = main_writing_results  # what invoke_main launches (pickled by reference)
+train_net.main = main_writing_results  # what the launched main_then_finish calls
 
 if __name__ == "__main__":
     train_net.invoke_main()
