@@ -35,7 +35,14 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
         "mask2former.hf needs transformers>=5: pip install -e .[hf] (or pip install transformers)"
     ) from e
 
-__all__ = ["EMBEDDED_CONFIG_KEY", "class_names_for", "from_hf", "load_weights", "to_hf"]
+__all__ = [
+    "EMBEDDED_CONFIG_KEY",
+    "class_names_for",
+    "from_hf",
+    "load_weights",
+    "query_logits",
+    "to_hf",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +215,19 @@ def from_hf(
     if cfg.INPUT.FORMAT == "BGR":
         _flip_input_channels(state)
     return cfg, state
+
+
+def query_logits(model: Any, pixel_values: Tensor) -> Tuple[Tensor, Tensor]:
+    """What the conversion preserves: the class logits [B, Q, K+1] and mask logits
+    [B, Q, H/4, W/4] of our ``MaskFormer`` (backbone and head) or of a transformers
+    ``Mask2FormerForUniversalSegmentation``, on normalised ``pixel_values`` [B, 3, H, W], without
+    gradients."""
+    with torch.no_grad():
+        if isinstance(model, transformers.Mask2FormerForUniversalSegmentation):
+            out = model(pixel_values=pixel_values)
+            return out.class_queries_logits, out.masks_queries_logits
+        out = model.sem_seg_head(model.backbone(pixel_values))
+        return out["pred_logits"], out["pred_masks"]
 
 
 __all__ += ["UnsupportedConfigError", "MappingError"]

@@ -16,7 +16,7 @@ from detectron2.modeling import build_model  # noqa: E402
 from export_samples import CONFIGS, REPO, normalized, photo, randomized_model, tiny_cfg  # noqa: E402
 
 from mask2former.hf import UnsupportedConfigError, check_convertible  # noqa: E402
-from mask2former.hf.convert import from_hf, to_hf  # noqa: E402
+from mask2former.hf.convert import from_hf, query_logits, to_hf  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tools"))
 import convert_from_hf  # noqa: E402
@@ -27,18 +27,6 @@ sys.path.remove(str(REPO / "tools"))
 TOL = 1e-4
 # 320x448: every Swin stage is wider than the 7x7 window (HF and ours pad windows alike anyway).
 SIZE = (320, 448)
-
-
-def _ours(model, x):
-    with torch.no_grad():
-        out = model.sem_seg_head(model.backbone(x))
-    return out["pred_logits"], out["pred_masks"]
-
-
-def _hf(model, x):
-    with torch.no_grad():
-        out = model(pixel_values=x)
-    return out.class_queries_logits, out.masks_queries_logits
 
 
 def _max_diff(a, b) -> float:
@@ -61,8 +49,8 @@ def test_ours_to_hf_and_back_give_the_same_logits(tmp_path: Path, checkpoint_fac
     hf_model.eval()
     ours = randomized_model(tiny_cfg(kind))
     x = normalized(ours, photo(0, SIZE))
-    expected = _ours(ours, x)
-    assert _max_diff(expected, _hf(hf_model, x)) <= TOL
+    expected = query_logits(ours, x)
+    assert _max_diff(expected, query_logits(hf_model, x)) <= TOL
 
     # ... and back: checkpoint + YAML that our tools load.
     pth, yaml = tmp_path / "back.pth", tmp_path / "back.yaml"
@@ -75,7 +63,7 @@ def test_ours_to_hf_and_back_give_the_same_logits(tmp_path: Path, checkpoint_fac
     cfg = build_config(str(yaml), ["MODEL.DEVICE", "cpu"])
     back = build_model(cfg).eval()
     back.load_state_dict(load_weights(cfg, cfg.MODEL.WEIGHTS))
-    assert _max_diff(expected, _ours(back, x)) <= TOL
+    assert _max_diff(expected, query_logits(back, x)) <= TOL
 
 
 @pytest.mark.parametrize("kind", ["swin", "r50"])
@@ -91,7 +79,7 @@ def test_hf_random_model_to_ours_gives_the_same_logits(kind) -> None:
     ours = build_model(cfg).eval()
     ours.load_state_dict(state, strict=True)
     x = normalized(ours, photo(1, SIZE))
-    assert _max_diff(_hf(hf_model, x), _ours(ours, x)) <= TOL
+    assert _max_diff(query_logits(hf_model, x), query_logits(ours, x)) <= TOL
 
 
 def test_bgr_model_converts_to_an_rgb_hf_model() -> None:
@@ -102,8 +90,10 @@ def test_bgr_model_converts_to_an_rgb_hf_model() -> None:
     x_rgb = normalized(ours, image)
     x_bgr = normalized(ours, image[:, :, ::-1].copy())  # our model: BGR pixels, BGR mean
     hf_x = x_bgr.flip(1)  # the same normalised values in RGB order
-    assert _max_diff(_ours(ours, x_bgr), _hf(hf_model, hf_x)) <= TOL
-    assert _max_diff(_ours(ours, x_rgb), _hf(hf_model, x_rgb)) > TOL  # the swap matters
+    assert _max_diff(query_logits(ours, x_bgr), query_logits(hf_model, hf_x)) <= TOL
+    assert (
+        _max_diff(query_logits(ours, x_rgb), query_logits(hf_model, x_rgb)) > TOL
+    )  # the swap matters
     cfg_back, state = from_hf(hf_model)
     assert cfg_back.INPUT.FORMAT == "BGR"  # the embedded config restores the order
     torch.testing.assert_close(

@@ -21,7 +21,7 @@ from PIL import Image
 import mask2former  # noqa: F401  (registers the model and datasets)
 from mask2former.engine import build_config
 from mask2former.export import ExportableMaskFormer, deploy_metadata, export_onnx
-from mask2former.hf.convert import class_names_for, from_hf, to_hf
+from mask2former.hf.convert import class_names_for, from_hf, query_logits, to_hf
 from mask2former_onnx import OnnxPredictor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,32 +53,26 @@ def _max_abs(a, b) -> list:
     return [float((p - q).abs().max()) for p, q in zip(a, b)]
 
 
-def _ours(model, x):
-    with torch.no_grad():
-        out = model.sem_seg_head(model.backbone(x))
-    return out["pred_logits"], out["pred_masks"]
-
-
-def _hf(model, x):
-    with torch.no_grad():
-        out = model(pixel_values=x)
-    return out.class_queries_logits, out.masks_queries_logits
-
-
 def measure(kind: str) -> dict:
     cfg = build_config(str(REPO / CONFIGS[kind]), ["MODEL.DEVICE", "cpu"])
     torch.manual_seed(0)
     ours = _randomize(build_model(cfg))
     hf_model = to_hf(cfg, ours.state_dict(), class_names_for(cfg)).eval()
     x = _input(ours, _photo(0, (320, 448)))
-    result = {"ours_to_hf_max_abs_[class,mask]": _max_abs(_ours(ours, x), _hf(hf_model, x))}
+    result = {
+        "ours_to_hf_max_abs_[class,mask]": _max_abs(
+            query_logits(ours, x), query_logits(hf_model, x)
+        )
+    }
     torch.manual_seed(1)
     hf_random = _randomize(transformers.Mask2FormerForUniversalSegmentation(hf_model.config))
     cfg_back, state = from_hf(hf_random)
     back = build_model(cfg_back).eval()
     back.load_state_dict(state)
     x = _input(back, _photo(1, (320, 448)))
-    result["hf_to_ours_max_abs_[class,mask]"] = _max_abs(_hf(hf_random, x), _ours(back, x))
+    result["hf_to_ours_max_abs_[class,mask]"] = _max_abs(
+        query_logits(hf_random, x), query_logits(back, x)
+    )
 
     wrapper = ExportableMaskFormer(ours, cfg.INPUT.FORMAT).eval()
     with tempfile.TemporaryDirectory() as tmp:
