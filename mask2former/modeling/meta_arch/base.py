@@ -9,8 +9,6 @@ from detectron2.modeling import Backbone
 from detectron2.structures import ImageList
 from torch import Tensor, nn
 
-from ...utils.cpu_memory import keep_freed_cpu_memory
-
 __all__ = ["MaskClassificationModel"]
 
 
@@ -25,7 +23,6 @@ class MaskClassificationModel(nn.Module):
         size_divisibility: int,
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
-        keep_freed_memory: bool = False,
     ) -> None:
         """
         Args:
@@ -34,9 +31,6 @@ class MaskClassificationModel(nn.Module):
             criterion: the training loss; its ``weight_dict`` weights (and selects) the losses.
             size_divisibility: pad inputs to a multiple of this; < 0 uses the backbone's.
             pixel_mean, pixel_std: per-channel normalisation of the inputs.
-            keep_freed_memory: at the first inference on a CPU, make glibc's malloc keep freed
-                memory for the rest of the process (:func:`keep_freed_cpu_memory`: no page
-                faults for the large tensors of every call; the process keeps its peak memory).
         """
         super().__init__()
         self.backbone = backbone
@@ -47,16 +41,10 @@ class MaskClassificationModel(nn.Module):
         self.size_divisibility = size_divisibility
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
-        self.keep_freed_memory = keep_freed_memory
 
     @property
     def device(self) -> torch.device:
         return self.pixel_mean.device
-
-    def prepare_inference(self) -> None:
-        """Called by the inference forward: process-wide CPU settings (``keep_freed_memory``)."""
-        if self.keep_freed_memory and self.device.type == "cpu":
-            keep_freed_cpu_memory()
 
     def normalize(self, images: Sequence[Tensor]) -> List[Tensor]:
         """[3, H, W] images (0..255, the channel order of ``pixel_mean``) on the model's device,

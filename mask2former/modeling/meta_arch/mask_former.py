@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from torch.profiler import record_function
 
 from ...utils.amp import autocast_dtype
+from ...utils.cpu_memory import keep_freed_cpu_memory
 from ..criterion import build_criterion
 from ..postprocessing import mask_classification_inference, semantic_inference
 from .base import MaskClassificationModel
@@ -86,7 +87,9 @@ class MaskFormer(MaskClassificationModel):
             inference_amp_dtype: run the network (not the post-processing) under
                 ``torch.autocast`` in this dtype at inference (e.g. ``torch.bfloat16``); None:
                 float32.
-            keep_freed_memory: see :class:`MaskClassificationModel`.
+            keep_freed_memory: at the first inference on a CPU, make glibc's malloc keep freed
+                memory for the rest of the process (:func:`keep_freed_cpu_memory`: no page
+                faults for the large tensors of every call; the process keeps its peak memory).
         """
         if not semantic_on and not sem_seg_postprocess_before_inference:
             raise ValueError(
@@ -94,13 +97,7 @@ class MaskFormer(MaskClassificationModel):
                 "inference alone; set it to True when semantic_on is False"
             )
         super().__init__(
-            backbone,
-            sem_seg_head,
-            criterion,
-            size_divisibility,
-            pixel_mean,
-            pixel_std,
-            keep_freed_memory,
+            backbone, sem_seg_head, criterion, size_divisibility, pixel_mean, pixel_std
         )
         self.object_mask_threshold = object_mask_threshold
         self.overlap_threshold = overlap_threshold
@@ -111,6 +108,7 @@ class MaskFormer(MaskClassificationModel):
         self.instance_on = instance_on
         self.test_topk_per_image = test_topk_per_image
         self.inference_amp_dtype = inference_amp_dtype
+        self.keep_freed_memory = keep_freed_memory
         # Inference asks the head for the final prediction only, when its forward takes the
         # argument (MaskFormerHead does; another SEM_SEG_HEADS entry may not).
         self.head_skips_aux_predictions = (
@@ -168,7 +166,8 @@ class MaskFormer(MaskClassificationModel):
             outputs = self.sem_seg_head(self.backbone(network_input))
             return self.losses(outputs, self.prepare_targets(batched_inputs, images))
 
-        self.prepare_inference()
+        if self.keep_freed_memory and self.device.type == "cpu":
+            keep_freed_cpu_memory()
         with self.inference_autocast():
             features = self.backbone(network_input)
             if self.head_skips_aux_predictions:
