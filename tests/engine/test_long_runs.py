@@ -24,11 +24,24 @@ def load_bench() -> ModuleType:
 BENCH = load_bench()  # its /proc readers: children(pid), open_fds(pid)
 
 
+def files_of(pid: int) -> int:
+    """Open descriptors of ``pid`` except shared memory (``/dev/shm``): batches from a loader
+    worker arrive as shared-memory descriptors, as many at a time as batches are prefetched."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd") if Path(f"/proc/{pid}/fd").is_dir() else []:
+        try:
+            count += not os.readlink(f"/proc/{pid}/fd/{fd}").startswith("/dev/shm/")
+        except OSError:  # closed meanwhile
+            pass
+    return count
+
+
 def open_files(ignored: Set[int] = frozenset()) -> int:
-    """File descriptors of this process and of its children (the data-loader workers), except the
-    children in ``ignored`` (processes that earlier tests left, which may close files meanwhile)."""
+    """Descriptors (:func:`files_of`) of this process and of its children (the data-loader
+    workers), except the children in ``ignored`` (processes that earlier tests left, which may
+    close files meanwhile)."""
     pids = [os.getpid(), *(p for p in BENCH.children(os.getpid()) if p not in ignored)]
-    return sum(BENCH.open_fds(pid) for pid in pids)
+    return sum(files_of(pid) for pid in pids)
 
 
 def fd_growth(loader: Iterable[Any], warmup: int = 5, iterations: int = 40) -> int:
@@ -47,10 +60,9 @@ def fd_growth(loader: Iterable[Any], warmup: int = 5, iterations: int = 40) -> i
 def test_training_loader_with_a_worker_keeps_its_file_handles(
     synthetic_datasets: Path, tmp_path: Path
 ) -> None:
-    """Over 40 iterations a leak of one file per sample would add 40 or more descriptors. Fewer
-    can come and go without a leak: batches from the worker arrive as shared-memory descriptors,
-    held while a batch is prefetched, so the count at a given moment depends on how many batches
-    are waiting (it was +10 once in CI, 0 in the other runs)."""
+    """Over 40 iterations a leak of one file per sample would add 40 or more descriptors. The
+    prefetched batches' shared-memory descriptors (+10 and +20 in two CI runs when counted) are
+    left out of the count (:func:`files_of`)."""
     cfg = tiny_config(tmp_path, "DATALOADER.NUM_WORKERS", "1")
     assert fd_growth(Trainer.build_train_loader(cfg), iterations=40) < 20
 
