@@ -210,7 +210,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         Args:
             src, pos, size_list: the memory of each level (:meth:`memory`), [S_l, B, C] each.
             heads: ``heads(output [Q, B, C], level, final)`` -> (class logits, mask prediction
-                (may be None unless ``final``), attention mask [B*nheads, Q, S] for the level
+                (may be None unless ``final``), attention mask [B, 1, Q, S] for the level
                 ``level`` of ``size_list``), e.g. :meth:`forward_prediction_heads` on the mask
                 features.
         Returns:
@@ -280,7 +280,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
                 ``attn_mask_features``).
         Returns:
             class logits [B, Q, K+1], mask logits [B, Q, H/4, W/4] and the attention mask for the
-            next layer [B*nheads, Q, h*w] (bool, True = do not attend; detached).
+            next layer [B, 1, Q, h*w] (bool, True = do not attend; detached).
         """
         outputs_class, mask_embed = self.query_heads(output)
         outputs_mask = None
@@ -291,7 +291,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         else:
             with torch.no_grad():
                 level_logits = self.mask_logits(mask_embed, attn_mask_features)  # [B, Q, h, w]
-            attn_mask = masked_attention_mask(level_logits, self.num_heads)  # [B*nh, Q, h*w]
+            attn_mask = masked_attention_mask(level_logits)  # [B, 1, Q, h*w]
         return outputs_class, outputs_mask, attn_mask
 
     def query_heads(self, output: Tensor) -> Tuple[Tensor, Tensor]:
@@ -315,10 +315,10 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             mask_logits: [B, Q, H, W], or [B, Q, T, H, W] for a clip.
             size: target (h, w).
         Returns:
-            [B*nheads, Q, h*w] (clip: [B*nheads, Q, T*h*w], frame-major) bool, True = do not
+            [B, 1, Q, h*w] (clip: [B, 1, Q, T*h*w], frame-major) bool, True = do not
             attend; detached.
         """
-        return masked_attention_mask(resize_masks(mask_logits, size), self.num_heads)
+        return masked_attention_mask(resize_masks(mask_logits, size))
 
 
 def resize_masks(mask_logits: Tensor, size: Tuple[int, int]) -> Tensor:

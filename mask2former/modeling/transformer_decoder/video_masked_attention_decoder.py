@@ -104,7 +104,7 @@ class VideoMultiScaleMaskedTransformerDecoder(MultiScaleMaskedTransformerDecoder
                 ],
                 dim=2,
             )  # [1, Q, T, h, w]
-            return outputs_class, mask_embed, masked_attention_mask(resized, self.num_heads)
+            return outputs_class, mask_embed, masked_attention_mask(resized)
 
         predictions_class, mask_embeds = self.decode(src, pos, size_list, heads)
         return predictions_class[-1], mask_embeds[-1]

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mask2former.modeling.layers.linear import linear
+from mask2former.modeling.layers.linear import linear, mlp
 
 needs_onednn = pytest.mark.skipif(
     not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")),
@@ -59,3 +59,45 @@ def test_linear_outside_onednn_conditions_is_f_linear():
     y = linear(x, weight, None, relu=True)
     assert type(y.grad_fn).__name__ == "ReluBackward0"
     assert torch.autograd.gradcheck(lambda a, w: linear(a, w, None), (x, weight))
+
+
+@needs_onednn
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_mlp_matches_autograd_and_saves_no_hidden_sized_tensor(activation):
+    """``mlp`` equals fc2(act(fc1(x))) with gradients and keeps no hidden-sized tensor for its
+    backward pass (recomputed there); autograd keeps one (ReLU) or two (GELU)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 50, 16, generator=g)
+    params = [torch.randn(64, 16, generator=g) / 4, torch.randn(64, generator=g),
+              torch.randn(16, 64, generator=g) / 8, torch.randn(16, generator=g)]  # fmt: skip
+    upstream = torch.randn(2, 50, 16, generator=g)
+
+    def run(fn):
+        leaves = [t.clone().requires_grad_() for t in [x, *params]]
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+            y = fn(*leaves)
+        y.backward(upstream)
+        return y, [t.grad for t in leaves], saved
+
+    act = {"relu": F.relu, "gelu": F.gelu}[activation]
+
+    def reference(x, w1, b1, w2, b2):
+        return F.linear(act(F.linear(x, w1, b1)), w2, b2)
+
+    y_ref, grads_ref, saved_ref = run(reference)
+    y, grads, saved = run(lambda *args: mlp(*args, activation=activation))
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, grads_ref):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+
+    def hidden_sized(tensors):
+        return len({t.data_ptr() for t in tensors if t.numel() == 2 * 50 * 64})
+
+    assert hidden_sized(saved) == 0
+    assert hidden_sized(saved_ref) == {"relu": 1, "gelu": 2}[activation]
+
+
+def test_mlp_rejects_an_unknown_activation():
+    with pytest.raises(ValueError, match="silu"):
+        mlp(torch.randn(2, 4), torch.randn(8, 4), None, torch.randn(4, 8), None, "silu")

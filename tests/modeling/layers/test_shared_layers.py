@@ -155,3 +155,35 @@ def test_position_embedding_has_one_definition_at_all_import_paths() -> None:
     )
 
     assert decoder_path is official_path is PositionEmbeddingSine
+
+
+def test_masked_attention_equals_nn_multihead_attention_with_the_official_mask() -> None:
+    """The sublayers' attention (one [B, 1, Q, S] mask for all heads) gives the outputs and
+    gradients of ``nn.MultiheadAttention`` called as the official code calls it (the mask
+    repeated per head, [B*nheads, Q, S])."""
+    torch.manual_seed(0)
+    layer = CrossAttentionLayer(8, nhead=2)
+    queries, memory, logits = _clip_inputs()
+    query_pos, pos = torch.randn_like(queries), torch.randn_like(memory)
+    logits[1, 2] = -5.0  # an empty mask: attends everywhere
+    shared = masked_attention_mask(logits)
+    assert shared.shape == (2, 1, 3, 2 * 4 * 5)
+    official_mask = masked_attention_mask(logits, num_heads=2)
+    torch.testing.assert_close(shared.expand(-1, 2, -1, -1).flatten(0, 1), official_mask)
+
+    def run(attend):
+        layer.zero_grad()
+        out = attend()
+        out.pow(2).sum().backward()
+        return out, [p.grad.clone() for p in layer.multihead_attn.parameters()]
+
+    ours = run(lambda: layer.attend(queries, memory, query_pos, pos, shared, None))
+    official = run(
+        lambda: layer.multihead_attn(
+            queries + query_pos, memory + pos, memory, attn_mask=official_mask,
+            need_weights=False,
+        )[0]
+    )  # fmt: skip
+    torch.testing.assert_close(ours[0], official[0], rtol=1e-5, atol=1e-6)
+    for got, want in zip(ours[1], official[1]):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -101,12 +101,11 @@ def test_attention_mask_thresholds_and_frees_empty_queries() -> None:
     logits[0, 0, :2] = 5.0  # query 0: top half foreground
     logits[0, 2] = 5.0  # query 2: everywhere foreground; query 1 is empty everywhere
     attn_mask = decoder.attention_mask(logits, (2, 2))
-    assert attn_mask.shape == (2 * 1, 3, 4)  # [B*nheads, Q, h*w]
+    assert attn_mask.shape == (1, 1, 3, 4)  # [B, 1, Q, h*w]: one mask for all heads
     assert attn_mask.dtype == torch.bool
-    for head in range(2):
-        assert attn_mask[head, 0].tolist() == [False, False, True, True]
-        assert not attn_mask[head, 1].any()  # empty mask: attend everywhere
-        assert not attn_mask[head, 2].any()
+    assert attn_mask[0, 0, 0].tolist() == [False, False, True, True]
+    assert not attn_mask[0, 0, 1].any()  # empty mask: attend everywhere
+    assert not attn_mask[0, 0, 2].any()
 
 
 def test_empty_masks_do_not_give_nan() -> None:
