@@ -22,6 +22,7 @@ from torch.profiler import record_function
 
 from ...utils.amp import autocast_dtype
 from ...utils.cpu_memory import keep_freed_cpu_memory
+from ..backbone import fold_frozen_batchnorm
 from ..criterion import build_criterion
 from ..postprocessing import mask_classification_inference, semantic_inference
 from .base import MaskClassificationModel
@@ -119,7 +120,7 @@ class MaskFormer(MaskClassificationModel):
     def from_config(cls, cfg: CfgNode) -> Dict[str, Any]:
         # The config is validated where it is built (mask2former.engine.build_config).
         mf = cfg.MODEL.MASK_FORMER
-        backbone = build_backbone(cfg)
+        backbone = fold_frozen_batchnorm(build_backbone(cfg))  # ResNet: one op per conv + BN
         sem_seg_head = build_sem_seg_head(cfg, backbone.output_shape())
         return {
             "backbone": backbone,

@@ -15,6 +15,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone, bu
 from detectron2.structures import BitMasks, ImageList, Instances
 from torch import Tensor, nn
 
+from ..backbone import fold_frozen_batchnorm
 from ..criterion import SetCriterion, VideoSetCriterion, build_criterion
 from ..video_inference import (
     VIDEO_TOPK,
@@ -109,7 +110,7 @@ class VideoMaskFormer(MaskClassificationModel):
     @classmethod
     def from_config(cls, cfg: CfgNode) -> Dict[str, Any]:
         mf = cfg.MODEL.MASK_FORMER
-        backbone = build_backbone(cfg)
+        backbone = fold_frozen_batchnorm(build_backbone(cfg))  # ResNet: one op per conv + BN
         # The official video YAML files name no criterion: the image default means the video one.
         criterion_name = mf.CRITERION_NAME
         if criterion_name == SetCriterion.__name__:
