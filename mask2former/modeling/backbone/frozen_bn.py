@@ -1,9 +1,9 @@
 # A convolution followed by a frozen BatchNorm (detectron2's ResNet with NORM "FrozenBN", as in
 # every official Mask2Former ResNet recipe) run as one convolution: the BatchNorm is an affine map
 # per output channel, y = conv(x, W) * s + t, which is conv(x, W * s) + t. In inference (eval
-# mode, no gradient, no autocast), the folded weight and bias are cached and recomputed only when a parameter
-# or buffer changes; the same values up to float rounding, one pass over each activation instead
-# of two (R50 at 800x1088 on an AMD EPYC, 2 threads: 1.70 -> 1.64 s per image,
+# mode, no gradient, no autocast), the folded weight and bias are cached and recomputed only when
+# a parameter or buffer changes; the same values up to float rounding, one pass over each
+# activation instead of two (R50 at 800x1088 on an AMD EPYC, 2 threads: 1.70 -> 1.64 s per image,
 # tools/benchmarks/bench_inference.py). Training keeps detectron2's path: folding there gave no
 # measurable time and kept each folded weight for the backward pass (R50: +30-60 MB peak).
 #
