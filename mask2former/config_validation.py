@@ -98,8 +98,10 @@ def validate_maskformer2_config(cfg: CN) -> None:
     _check(dtype in AMP_DTYPES, "TEST.AMP.DTYPE", dtype, f"must be one of {AMP_DTYPES}")
     enabled = cfg.TEST.AMP.ENABLED
     _check(isinstance(enabled, bool), "TEST.AMP.ENABLED", enabled, "must be True or False")
-    keep = cfg.TEST.CPU_KEEP_FREED_MEMORY
-    _check(isinstance(keep, bool), "TEST.CPU_KEEP_FREED_MEMORY", keep, "must be True or False")
+    for key in ("TEST.CPU_KEEP_FREED_MEMORY", "SOLVER.CPU_KEEP_FREED_MEMORY"):
+        section, name = key.split(".")
+        keep = cfg[section][name]
+        _check(isinstance(keep, bool), key, keep, "must be True or False")
 
     if mf.TRANSFORMER_DECODER_NAME == MASKED_ATTENTION_DECODER:
         _check(

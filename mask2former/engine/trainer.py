@@ -54,6 +54,7 @@ from mask2former.engine.reproducibility import (
     reproducible_training,
 )
 from mask2former.solver import build_lr_scheduler, build_optimizer
+from mask2former.utils.cpu_memory import keep_freed_cpu_memory
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,9 @@ class Trainer(DefaultTrainer):
         self.autocast = training_autocast(cfg)
         if self.autocast is not None:
             self.autocast.attach(self.model)
+        # Before the first step (the data loader's workers start then and inherit it).
+        if cfg.SOLVER.CPU_KEEP_FREED_MEMORY and _device_type(self.model) == "cpu":
+            keep_freed_cpu_memory()
 
     def build_hooks(self) -> List[Optional[HookBase]]:
         """detectron2's default hooks with our checkpointer, evaluating through :meth:`evaluate`
@@ -239,3 +243,9 @@ class Trainer(DefaultTrainer):
         evaluators = [cls.build_evaluator(cfg, name, output_folder) for name in cfg.DATASETS.TEST]
         results = cls.test(cfg, tta_model, evaluators)
         return OrderedDict((k + "_TTA", v) for k, v in results.items())
+
+
+def _device_type(model: nn.Module) -> str:
+    """Device type of the model's first parameter ("cpu" for a model without parameters)."""
+    param = next(model.parameters(), None)
+    return "cpu" if param is None else param.device.type

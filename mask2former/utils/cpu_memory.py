@@ -1,4 +1,4 @@
-# Keep freed memory in the process for CPU inference (glibc malloc).
+# Keep freed memory in the process for CPU inference and training (glibc malloc).
 #
 # PyTorch's CPU tensors come from malloc. glibc serves blocks above ``M_MMAP_THRESHOLD`` (at most
 # 32 MB with its dynamic threshold) with a fresh mmap and gives them back to the kernel on free,
@@ -59,9 +59,10 @@ def _apply() -> bool:
     applied = applied and bool(mallopt(_M_TRIM_THRESHOLD, _THRESHOLD))
     if applied:
         logger.info(
-            "CPU inference: glibc malloc keeps freed blocks up to 2 GiB for reuse instead of "
-            "returning them to the system (no page faults on every call; the process keeps its "
-            "peak memory). TEST.CPU_KEEP_FREED_MEMORY False turns this off."
+            "CPU: glibc malloc keeps freed blocks up to 2 GiB for reuse instead of returning them "
+            "to the system (no page faults on every call or step; the process keeps its peak "
+            "memory). TEST.CPU_KEEP_FREED_MEMORY (inference) and SOLVER.CPU_KEEP_FREED_MEMORY "
+            "(training) False turn this off."
         )
     else:
         logger.warning("glibc mallopt refused the thresholds: CPU memory allocation unchanged")

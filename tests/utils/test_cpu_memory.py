@@ -1,7 +1,8 @@
 """TEST.CPU_KEEP_FREED_MEMORY (mask2former/utils/cpu_memory.py): after keep_freed_cpu_memory(),
 freeing and allocating a large tensor again no longer page-faults it in; the model applies it at
 its first CPU inference when the key is on, and not otherwise. Each case runs in a fresh
-process: the setting is process-wide."""
+process: the setting is process-wide. (The trainer's SOLVER.CPU_KEEP_FREED_MEMORY:
+tests/engine/test_trainer_cpu_memory.py.)"""
 
 import subprocess
 import sys

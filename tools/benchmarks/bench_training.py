@@ -9,6 +9,12 @@ backward, then the optimizer step (AdamW with the recipe's parameter groups and 
 gradient clipping: ours from ``mask2former.solver.build_optimizer``, the official side from its
 benchmark driver).
 
+Allocator: our trainer applies ``SOLVER.CPU_KEEP_FREED_MEMORY`` (on by default: glibc's malloc keeps
+freed memory instead of unmapping it and page-faulting it in again at every step,
+``mask2former/utils/cpu_memory.py``), so our measured process does too; ``--no-keep-freed-memory``
+turns it off for ours, ``--official-keep-freed-memory`` gives the official process the same
+setting (``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``) to compare the code alone.
+
 Every measurement runs in a fresh process (build, one warm-up iteration, one timed iteration), so
 the peak resident memory above the memory after building (``VmHWM`` reset through
 ``/proc/self/clear_refs``) is comparable between runs. ``--rounds`` rounds run ours and the
@@ -108,9 +114,12 @@ def full_resolution_criterion(cfg: Any) -> torch.nn.Module:
 def worker(args: argparse.Namespace) -> None:
     """One measured run of ours (in its own process): build, warm-up, ``--iters`` timed."""
     from mask2former.solver import build_optimizer
+    from mask2former.utils.cpu_memory import keep_freed_cpu_memory
 
     torch.set_num_threads(args.threads)
     cfg, model = build_ours(args.models[0])
+    if cfg.SOLVER.CPU_KEEP_FREED_MEMORY and not args.no_keep_freed_memory:
+        keep_freed_cpu_memory()  # as engine.Trainer does on a CPU
     model.load_state_dict(torch.load(args.weights, weights_only=True))
     if args.worker_mask_loss == "full":
         model.criterion = full_resolution_criterion(cfg)
@@ -150,6 +159,7 @@ def run_ours(args: argparse.Namespace, name: str, files: Dict[str, Path], mask_l
             "--threads", str(args.threads), "--iters", "1",
             "--weights", str(files["weights"]), "--batch-pth", str(files["batch"]),
             "--worker-mask-loss", mask_loss, "--worker-out", str(out),
+            *(["--no-keep-freed-memory"] if args.no_keep_freed_memory else []),
         ]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -192,7 +202,9 @@ def bench_model(name: str, args: argparse.Namespace, official: Optional[str]) ->
         for _ in range(args.rounds):  # interleaved, so load on the machine affects both
             runs["ours"].append(run_ours(args, name, files, "point"))
             if official:
-                official_run = run_official(official, official_args)
+                official_run = run_official(
+                    official, official_args, keep_freed_memory=args.official_keep_freed_memory
+                )
                 runs["official"].append({**official_run["train"], **official_run})
             if name in args.mask_loss_models:
                 runs["ours_full_mask_loss"].append(run_ours(args, name, files, "full"))
@@ -234,6 +246,16 @@ def main() -> None:
         nargs="*",
         help="models also trained with the full-resolution mask loss (default: all)",
     )
+    parser.add_argument(
+        "--no-keep-freed-memory",
+        action="store_true",
+        help="ours with SOLVER.CPU_KEEP_FREED_MEMORY False (glibc returns freed memory)",
+    )
+    parser.add_argument(
+        "--official-keep-freed-memory",
+        action="store_true",
+        help="run the official code with the malloc setting of SOLVER.CPU_KEEP_FREED_MEMORY",
+    )
     add_common_args(parser)
     # one measured run of ours, in a subprocess of the benchmark
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -254,6 +276,10 @@ def main() -> None:
         f"{args.instances} masks per image, AdamW with full-model gradient clipping",
         "environment": environment(args.threads),
         "official_root": official,
+        "keep_freed_memory": {
+            "ours": not args.no_keep_freed_memory,
+            "official": args.official_keep_freed_memory,
+        },
         "models": {},
     }
     for name in args.models:  # the result file is rewritten after each model
