@@ -104,7 +104,7 @@ class Trainer(DefaultTrainer):
         if self.autocast is not None:
             self.autocast.attach(self.model)
         # Before the first step (the data loader's workers start then and inherit it).
-        if cfg.SOLVER.CPU_KEEP_FREED_MEMORY and _device_type(self.model) == "cpu":
+        if cfg.SOLVER.CPU_KEEP_FREED_MEMORY and torch.device(cfg.MODEL.DEVICE).type == "cpu":
             keep_freed_cpu_memory()
 
     def build_hooks(self) -> List[Optional[HookBase]]:
@@ -243,9 +243,3 @@ class Trainer(DefaultTrainer):
         evaluators = [cls.build_evaluator(cfg, name, output_folder) for name in cfg.DATASETS.TEST]
         results = cls.test(cfg, tta_model, evaluators)
         return OrderedDict((k + "_TTA", v) for k, v in results.items())
-
-
-def _device_type(model: nn.Module) -> str:
-    """Device type of the model's first parameter ("cpu" for a model without parameters)."""
-    param = next(model.parameters(), None)
-    return "cpu" if param is None else param.device.type

@@ -112,7 +112,8 @@ class AttentionSublayer(ResidualSublayer):
         key_padding_mask: Optional[Tensor],
     ) -> Tensor:
         """Attention of ``query`` [L, B, C] over ``memory`` [S, B, C]; the position embeddings are
-        added to queries and keys, not to values. Masks as in ``nn.MultiheadAttention``.
+        added to queries and keys, not to values. Masks as in :func:`multi_head_attention` (bool;
+        ``nn.MultiheadAttention``'s shapes, or one [B, 1, L, S] mask for all heads).
         Returns [L, B, C]."""
         return multi_head_attention(
             getattr(self, self.attn_name),

@@ -61,15 +61,24 @@ class _OneDNNLinear(torch.autograd.Function):
         grad2d = grad.reshape(-1, grad.shape[-1])  # [N, out]
         if ctx.relu:
             grad2d = torch.ops.aten.threshold_backward(grad2d, y, 0)
-        grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            grad_x = _linear_pointwise(grad2d, weight.t().contiguous(), None, False)
+        need = ctx.needs_input_grad
+        grad_x, grad_weight, grad_bias = _linear_backward(
+            grad2d, x2d, weight, need[0], need[1], ctx.has_bias and need[2]
+        )
+        if grad_x is not None:
             grad_x = grad_x.view(*grad.shape[:-1], weight.shape[1])
-        if ctx.needs_input_grad[1]:
-            grad_weight = grad2d.t().mm(x2d)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad2d.sum(0)
         return grad_x, grad_weight, grad_bias, None
+
+
+def _linear_backward(
+    grad2d: Tensor, x2d: Tensor, weight: Tensor, need_x: bool, need_weight: bool, need_bias: bool
+) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    """Gradients (input [N, in] through oneDNN, weight [out, in] through BLAS, bias [out]) of
+    ``y = x2d @ weight.T + bias`` from ``grad2d`` [N, out]; None for those not asked for."""
+    grad_x = _linear_pointwise(grad2d, weight.t().contiguous(), None, False) if need_x else None
+    grad_weight = grad2d.t().mm(x2d) if need_weight else None
+    grad_bias = grad2d.sum(0) if need_bias else None
+    return grad_x, grad_weight, grad_bias
 
 
 def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, relu: bool = False) -> Tensor:
@@ -120,20 +129,19 @@ class _OneDNNMLP(torch.autograd.Function):
         grad2d = grad.reshape(-1, grad.shape[-1])  # [N, out]
         need = ctx.needs_input_grad
         pre, hidden = _hidden(x2d, w1, b1, ctx.activation)  # the forward pass's values
-        grad_w2 = grad2d.t().mm(hidden) if need[3] else None
-        grad_b2 = grad2d.sum(0) if ctx.has_bias2 and need[4] else None
-        grad_pre = _linear_pointwise(grad2d, w2.t().contiguous(), None, False)  # [N, hidden]
+        grad_hidden, grad_w2, grad_b2 = _linear_backward(
+            grad2d, hidden, w2, True, need[3], ctx.has_bias2 and need[4]
+        )  # grad_hidden: [N, hidden]
         if ctx.activation == "relu":
-            grad_pre = torch.ops.aten.threshold_backward(grad_pre, hidden, 0)
+            grad_pre = torch.ops.aten.threshold_backward(grad_hidden, hidden, 0)
         else:
-            grad_pre = torch.ops.aten.gelu_backward(grad_pre, pre)
-        del pre, hidden
-        grad_x = None
-        if need[0]:
-            grad_x = _linear_pointwise(grad_pre, w1.t().contiguous(), None, False)
+            grad_pre = torch.ops.aten.gelu_backward(grad_hidden, pre)
+        del pre, hidden, grad_hidden
+        grad_x, grad_w1, grad_b1 = _linear_backward(
+            grad_pre, x2d, w1, need[0], need[1], b1 is not None and need[2]
+        )
+        if grad_x is not None:
             grad_x = grad_x.view(*grad.shape[:-1], w1.shape[1])
-        grad_w1 = grad_pre.t().mm(x2d) if need[1] else None
-        grad_b1 = grad_pre.sum(0) if b1 is not None and need[2] else None
         return grad_x, grad_w1, grad_b1, grad_w2, grad_b2, None
 
 
@@ -147,7 +155,7 @@ def _hidden(
     return pre, F.gelu(pre)
 
 
-_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+_ACTIVATIONS = ("relu", "gelu")
 
 
 def mlp(
@@ -169,7 +177,7 @@ def mlp(
         [..., out]
     """
     if activation not in _ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
     if _use_onednn(x, w1) and w2.dtype == torch.float32 and _needs_grad(x, w1, b1, w2, b2):
         return _OneDNNMLP.apply(x, w1, b1, w2, b2, activation)
     if activation == "relu":
